@@ -2,7 +2,7 @@
 
 from ocilab.model.config import HistoryEntry, ImageConfig, parse_config
 from ocilab.model.descriptor import Descriptor, Platform, parse_descriptor
-from ocilab.model.digest import Digest, VerifyingReader, read_verified
+from ocilab.model.digest import Digest, VerifyingReader, read_all
 from ocilab.model.jsondoc import MAX_DOCUMENT_BYTES, load_object
 from ocilab.model.manifest import Index, Manifest, parse_index, parse_manifest, parse_root
 from ocilab.model.reference import Reference
@@ -24,5 +24,5 @@ __all__ = [
     "parse_index",
     "parse_manifest",
     "parse_root",
-    "read_verified",
+    "read_all",
 ]

@@ -165,6 +165,16 @@ class VerifyingReader:
             pass
 
     @property
+    def expected_size(self) -> int | None:
+        """The size the content must have, when known."""
+        return self._expected_size
+
+    @property
+    def what(self) -> str:
+        """The label used in error messages."""
+        return self._what
+
+    @property
     def verified(self) -> bool:
         """True once EOF was reached and the content matched."""
         return self._verified
@@ -182,17 +192,15 @@ class VerifyingReader:
         self.close()
 
 
-def read_verified(raw: BinaryIO, digest: Digest, size: int | None, what: str, limit: int) -> bytes:
-    """Read a whole small blob (at most ``limit`` bytes), verified against ``digest`` and ``size``."""
-    if size is not None and size > limit:
-        raise DocumentTooLargeError(f"{what}: {size} bytes is over the {limit}-byte limit for documents")
-    reader = VerifyingReader(raw, digest, size, what)
+def read_all(reader: VerifyingReader, limit: int) -> bytes:
+    """Everything ``reader`` holds, verified, refusing documents over ``limit`` bytes."""
+    if reader.expected_size is not None and reader.expected_size > limit:
+        raise DocumentTooLargeError(f"{reader.what}: {reader.expected_size} bytes is over the {limit}-byte limit for documents")
     parts: list[bytes] = []
     total = 0
     while chunk := reader.read(CHUNK_SIZE):
         total += len(chunk)
         if total > limit:
-            raise DocumentTooLargeError(f"{what}: more than the {limit}-byte limit for documents")
+            raise DocumentTooLargeError(f"{reader.what}: more than the {limit}-byte limit for documents")
         parts.append(chunk)
     return b"".join(parts)
-

@@ -1,0 +1,1 @@
+"""Layer 3: stores, each readable through the same image interface."""

@@ -1,0 +1,246 @@
+"""Images and indexes read from any store, verified and validated on the way in.
+
+``resolve(store)`` gives what the reference names: an ``Image`` when it is a
+manifest, an ``ImageIndex`` when it is an index. ``load_image(store, platform)``
+always gives an ``Image``, selecting from an index by platform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from ocilab.errors import NotFoundError, ValidationError
+from ocilab.model import Descriptor, Digest, ImageConfig, Index, Manifest, Platform, VerifyingReader
+from ocilab.model import mediatype as mt
+from ocilab.model import parse_config, parse_manifest, parse_root
+from ocilab.stores.base import Store
+
+if TYPE_CHECKING:
+    import pandas
+
+DEFAULT_PLATFORM = Platform("linux", "amd64")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of an image: its blob descriptor and the digest of its uncompressed tar."""
+
+    index: int
+    descriptor: Descriptor
+    diff_id: Digest
+
+    @property
+    def digest(self) -> Digest:
+        return self.descriptor.digest
+
+    @property
+    def size(self) -> int:
+        return self.descriptor.size
+
+    @property
+    def media_type(self) -> str:
+        return self.descriptor.media_type
+
+    def to_json(self) -> dict[str, Any]:
+        return {"digest": str(self.digest), "diff_id": str(self.diff_id), "size": self.size, "media_type": self.media_type}
+
+
+class Image:
+    """A single-platform image: verified manifest and config, and access to its layers."""
+
+    def __init__(self, store: Store, descriptor: Descriptor, manifest: Manifest, config: ImageConfig) -> None:
+        self.store = store
+        self.descriptor = descriptor
+        self.manifest = manifest
+        self.config = config
+        self.layers = tuple(
+            Layer(position, layer, diff_id)
+            for position, (layer, diff_id) in enumerate(zip(manifest.layers, config.diff_ids))
+        )
+
+    @property
+    def reference(self) -> str:
+        return self.store.reference
+
+    @property
+    def manifest_digest(self) -> Digest:
+        return self.descriptor.digest
+
+    @property
+    def config_digest(self) -> Digest:
+        return self.manifest.config.digest
+
+    @property
+    def platform(self) -> Platform:
+        return self.config.platform
+
+    @property
+    def media_type(self) -> str:
+        return self.manifest.media_type
+
+    def open_layer(self, position: int) -> VerifyingReader:
+        """The (possibly compressed) blob of layer ``position``, verified against its digest at EOF."""
+        layer = self.layers[position]
+        return self.store.open_blob(layer.descriptor, f"layer {position}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``ocilab inspect --json`` object."""
+        return {
+            "reference": self.reference,
+            "manifest_digest": str(self.manifest_digest),
+            "media_type": self.media_type,
+            "config_digest": str(self.config_digest),
+            "platform": self.platform.to_json(),
+            "created": self.config.created,
+            "size": sum(layer.size for layer in self.layers) + self.manifest.config.size + len(self.manifest.raw),
+            "layers": [layer.to_json() for layer in self.layers],
+            "history": [
+                {
+                    "created": entry.created,
+                    "created_by": entry.created_by,
+                    "empty_layer": entry.empty_layer,
+                    **({"comment": entry.comment} if entry.comment else {}),
+                    **({"author": entry.author} if entry.author else {}),
+                }
+                for entry in self.config.history
+            ],
+            "config": self.config.container_config,
+            "annotations": dict(self.manifest.annotations),
+        }
+
+    def layers_frame(self) -> "pandas.DataFrame":
+        """One row per layer: index, digest, diff_id, size, media_type, created_by."""
+        import pandas
+
+        steps = [entry for entry in self.config.history if not entry.empty_layer]
+        rows = [
+            {
+                "index": layer.index,
+                "digest": str(layer.digest),
+                "diff_id": str(layer.diff_id),
+                "size": layer.size,
+                "media_type": mt.short_name(layer.media_type),
+                "created_by": steps[layer.index].created_by if layer.index < len(steps) else None,
+            }
+            for layer in self.layers
+        ]
+        return pandas.DataFrame(rows, columns=["index", "digest", "diff_id", "size", "media_type", "created_by"])
+
+    def history_frame(self) -> "pandas.DataFrame":
+        """One row per build step: created, created_by, empty_layer, comment, and the layer it made."""
+        import pandas
+
+        rows = []
+        next_layer = 0
+        for entry in self.config.history:
+            layer = None if entry.empty_layer else next_layer
+            next_layer += 0 if entry.empty_layer else 1
+            rows.append(
+                {
+                    "created": entry.created,
+                    "created_by": entry.created_by,
+                    "empty_layer": entry.empty_layer,
+                    "layer": layer,
+                    "comment": entry.comment,
+                }
+            )
+        return pandas.DataFrame(rows, columns=["created", "created_by", "empty_layer", "layer", "comment"])
+
+    def __repr__(self) -> str:
+        return f"<Image {self.reference} {self.manifest_digest.short} {self.platform} {len(self.layers)} layers>"
+
+
+class ImageIndex:
+    """A multi-platform index; ``image(platform)`` loads one of its images."""
+
+    def __init__(self, store: Store, descriptor: Descriptor, index: Index) -> None:
+        self.store = store
+        self.descriptor = descriptor
+        self.index = index
+
+    @property
+    def reference(self) -> str:
+        return self.store.reference
+
+    @property
+    def manifests(self) -> tuple[Descriptor, ...]:
+        return self.index.manifests
+
+    def image(self, platform: Platform) -> Image:
+        """The image for ``platform``; NotFoundError listing the platforms there are."""
+        chosen = self.index.select(platform)
+        if chosen is None:
+            available = ", ".join(str(d.platform) for d in self.manifests if d.platform) or "none declared"
+            raise NotFoundError(f"{self.reference}: no image for platform {platform} (available: {available})")
+        return _load_manifest(self.store, chosen)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``ocilab inspect --json`` object for an index."""
+        return {
+            "reference": self.reference,
+            "manifest_digest": str(self.descriptor.digest),
+            "media_type": self.index.media_type,
+            "manifests": [
+                {
+                    "digest": str(d.digest),
+                    "media_type": d.media_type,
+                    "size": d.size,
+                    "platform": d.platform.to_json() if d.platform else None,
+                    **({"annotations": dict(d.annotations)} if d.annotations else {}),
+                }
+                for d in self.manifests
+            ],
+            "annotations": dict(self.index.annotations),
+        }
+
+    def __repr__(self) -> str:
+        return f"<ImageIndex {self.reference} {self.descriptor.digest.short} {len(self.manifests)} manifests>"
+
+
+def resolve(store: Store) -> Image | ImageIndex:
+    """What the store's reference names: an image or an index, verified and validated."""
+    descriptor = store.root()
+    raw = store.read_document(descriptor, "manifest")
+    document = parse_root(raw, f"{store.reference}: manifest {descriptor.digest}", _declared(descriptor))
+    if isinstance(document, Index):
+        return ImageIndex(store, _with_media_type(descriptor, document.media_type), document)
+    return _image(store, _with_media_type(descriptor, document.media_type), document)
+
+
+def load_image(store: Store, platform: Platform | None = None) -> Image:
+    """An image from the store; from an index, the one for ``platform`` (default linux/amd64)."""
+    node = resolve(store)
+    if isinstance(node, ImageIndex):
+        return node.image(platform or DEFAULT_PLATFORM)
+    if platform is not None and not node.platform.matches(platform):
+        raise NotFoundError(f"{store.reference}: the image is for {node.platform}, not {platform}")
+    return node
+
+
+def _declared(descriptor: Descriptor) -> str | None:
+    known = mt.MANIFESTS | mt.INDEXES
+    return descriptor.media_type if descriptor.media_type in known else None
+
+
+def _with_media_type(descriptor: Descriptor, media_type: str) -> Descriptor:
+    return descriptor if descriptor.media_type == media_type else replace(descriptor, media_type=media_type)
+
+
+def _load_manifest(store: Store, descriptor: Descriptor) -> Image:
+    source = f"{store.reference}: manifest {descriptor.digest}"
+    raw = store.read_document(descriptor, "manifest")
+    return _image(store, descriptor, parse_manifest(raw, source, _declared(descriptor)))
+
+
+def _image(store: Store, descriptor: Descriptor, manifest: Manifest) -> Image:
+    if manifest.config.media_type not in mt.CONFIGS:
+        raise ValidationError(
+            "config.mediaType",
+            f"{manifest.config.media_type!r} is not an image config (this is an artifact, not an image)",
+            f"{store.reference}: manifest {descriptor.digest}",
+        )
+    raw = store.read_document(manifest.config, "config")
+    config = parse_config(raw, f"{store.reference}: config {manifest.config.digest}", layer_count=len(manifest.layers))
+    return Image(store, descriptor, manifest, config)
+
