@@ -1,0 +1,165 @@
+"""Read-only file trees confined to a root: a directory, or the inside of a tar archive.
+
+Paths are relative POSIX paths. A path that is absolute or climbs out with
+``..`` is refused; in a directory, no component may be a symlink; in an
+archive, symlink members are resolved inside the archive only. Files are
+opened as streams: nothing is read whole unless asked for with a cap.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import stat
+import tarfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import BinaryIO
+
+from ocilab.errors import DocumentTooLargeError, InvalidInputError, NotFoundError, UnsafePathError
+
+_MAX_LINK_HOPS = 40
+
+
+def confined(path: str, where: str) -> str:
+    """``path`` normalised (``a/b``), or UnsafePathError when it is absolute or escapes with ``..``."""
+    if not path or path.startswith("/") or "\x00" in path:
+        raise UnsafePathError(f"{where}: path {path!r} must be relative and non-empty")
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if ".." in parts or not parts:
+        raise UnsafePathError(f"{where}: path {path!r} escapes its root")
+    return "/".join(parts)
+
+
+class Tree(ABC):
+    """Files under one root, addressed by relative paths."""
+
+    #: A label for messages: the directory or archive path.
+    name: str
+
+    @abstractmethod
+    def open(self, path: str) -> BinaryIO:
+        """A binary stream of the regular file at ``path``; NotFoundError or UnsafePathError otherwise."""
+
+    @abstractmethod
+    def exists(self, path: str) -> bool:
+        """True when a regular file is at ``path`` (symlinks resolved as ``open`` would)."""
+
+    def read(self, path: str, limit: int) -> bytes:
+        """The whole content of a small file, refused when larger than ``limit`` bytes."""
+        with self.open(path) as stream:
+            data = stream.read(limit + 1)
+        if len(data) > limit:
+            raise DocumentTooLargeError(f"{self.name}: {path} is over the {limit}-byte limit for documents")
+        return data
+
+    def close(self) -> None:
+        """Release the archive (no-op for directories)."""
+
+
+class DirectoryTree(Tree):
+    """A directory on disk. Symlinks are refused at every component below the root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.name = str(root)
+        if not self.root.is_dir():
+            raise NotFoundError(f"{root}: no such directory")
+
+    def _walk(self, path: str) -> Path:
+        relative = confined(path, self.name)
+        current = self.root
+        for part in relative.split("/"):
+            current = current / part
+            try:
+                mode = os.lstat(current).st_mode
+            except FileNotFoundError:
+                raise NotFoundError(f"{self.name}: {relative} does not exist") from None
+            if stat.S_ISLNK(mode):
+                raise UnsafePathError(f"{self.name}: {relative} goes through a symlink ({current}); refusing to follow it")
+        return current
+
+    def open(self, path: str) -> BinaryIO:
+        target = self._walk(path)
+        try:
+            fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise UnsafePathError(f"{self.name}: {path} is a symlink; refusing to follow it") from None
+            raise NotFoundError(f"{self.name}: cannot open {path}: {error.strerror}") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise InvalidInputError(f"{self.name}: {path} is not a regular file")
+        return os.fdopen(fd, "rb")
+
+    def exists(self, path: str) -> bool:
+        try:
+            return stat.S_ISREG(os.lstat(self._walk(path)).st_mode)
+        except NotFoundError:
+            return False
+
+
+class TarTree(Tree):
+    """The members of a tar archive (uncompressed or gzip), read in place without extracting.
+
+    Member names are normalised (``./a`` and ``a`` are the same); a later member
+    of the same name replaces an earlier one, as extraction would. Symlink
+    members are followed inside the archive only; hard links are read from
+    their target member.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.name = str(path)
+        try:
+            self._tar = tarfile.open(path, "r:*")
+        except FileNotFoundError:
+            raise NotFoundError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise InvalidInputError(f"{path}: is a directory, not an archive") from None
+        except (tarfile.TarError, OSError) as error:
+            raise InvalidInputError(f"{path}: not a readable tar archive ({error})") from None
+        self._members: dict[str, tarfile.TarInfo] = {}
+        try:
+            for member in self._tar:
+                name = posixpath.normpath(member.name.lstrip("/")) if member.name.strip("/.") else "."
+                self._members[name] = member
+        except tarfile.TarError as error:
+            self._tar.close()
+            raise InvalidInputError(f"{path}: corrupt tar archive ({error})") from None
+
+    def _member(self, path: str) -> tarfile.TarInfo:
+        relative = confined(path, self.name)
+        for _ in range(_MAX_LINK_HOPS):
+            member = self._members.get(relative)
+            if member is None:
+                raise NotFoundError(f"{self.name}: no {relative} in the archive")
+            if not member.issym():
+                return member
+            target = member.linkname
+            if target.startswith("/"):
+                raise UnsafePathError(f"{self.name}: {relative} is a symlink to the absolute path {target!r}")
+            joined = posixpath.normpath(posixpath.join(posixpath.dirname(relative), target))
+            if joined.startswith("../") or joined == "..":
+                raise UnsafePathError(f"{self.name}: {relative} is a symlink that leaves the archive ({target!r})")
+            relative = joined
+        raise UnsafePathError(f"{self.name}: {path} has too many levels of symlinks")
+
+    def open(self, path: str) -> BinaryIO:
+        member = self._member(path)
+        if not (member.isreg() or member.islnk()):
+            raise InvalidInputError(f"{self.name}: {path} is not a regular file in the archive")
+        stream = self._tar.extractfile(member)
+        if stream is None:
+            raise InvalidInputError(f"{self.name}: {path} cannot be read from the archive")
+        return stream  # type: ignore[return-value]
+
+    def exists(self, path: str) -> bool:
+        try:
+            member = self._member(path)
+        except NotFoundError:
+            return False
+        return member.isreg() or member.islnk()
+
+    def close(self) -> None:
+        self._tar.close()
