@@ -147,6 +147,16 @@ class Image:
             )
         return pandas.DataFrame(rows, columns=["created", "created_by", "empty_layer", "layer", "comment"])
 
+    def close(self) -> None:
+        """Release the store (open archives, temporary copies, connections)."""
+        self.store.close()
+
+    def __enter__(self) -> Image:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def __repr__(self) -> str:
         return f"<Image {self.reference} {self.manifest_digest.short} {self.platform} {len(self.layers)} layers>"
 
@@ -198,9 +208,9 @@ class ImageIndex:
         return f"<ImageIndex {self.reference} {self.descriptor.digest.short} {len(self.manifests)} manifests>"
 
 
-def resolve(store: Store) -> Image | ImageIndex:
-    """What the store's reference names: an image or an index, verified and validated."""
-    descriptor = store.root()
+def resolve(store: Store, descriptor: Descriptor | None = None) -> Image | ImageIndex:
+    """What ``descriptor`` (default: the store's reference) points at: an image or an index, verified."""
+    descriptor = descriptor or store.root()
     raw = store.read_document(descriptor, "manifest")
     document = parse_root(raw, f"{store.reference}: manifest {descriptor.digest}", _declared(descriptor))
     if isinstance(document, Index):

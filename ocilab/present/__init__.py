@@ -1,0 +1,1 @@
+"""Layer 5: presentation (DataFrames, plots, text tables, widgets, notebook glue)."""

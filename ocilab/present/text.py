@@ -1,0 +1,32 @@
+"""Plain-text rendering for the command line: human sizes and compact tables."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def human_size(size: int | float) -> str:
+    """``1536`` -> ``1.5 KiB``; bytes stay exact below 1 KiB."""
+    value = float(size)
+    unit = 0
+    while abs(value) >= 1024 and unit < len(_UNITS) - 1:
+        value /= 1024
+        unit += 1
+    return f"{int(value)} B" if unit == 0 else f"{value:.1f} {_UNITS[unit]}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 60) -> str:
+    """Left-aligned columns separated by two spaces; cells longer than ``max_width`` are cut with '…'."""
+    cells = [[_cell(value, max_width) for value in row] for row in rows]
+    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def _cell(value: Any, max_width: int) -> str:
+    text = "" if value is None else str(value)
+    text = " ".join(text.split())
+    return text if len(text) <= max_width else text[: max_width - 1] + "…"

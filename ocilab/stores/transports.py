@@ -1,0 +1,60 @@
+"""One parser from skopeo-style transport strings to stores.
+
+=================================  ==========================================
+``oci:DIR[:TAG]``                  OCI image layout directory
+``oci-archive:FILE[:TAG]``         tarred OCI image layout
+``docker-archive:FILE[:NAME:TAG]`` ``docker save`` output (``@N`` picks the N-th image)
+``docker-daemon:NAME:TAG``         local Docker engine (also ``sha256:<id>``)
+``docker://HOST[:PORT]/REPO...``   registry, ``[:TAG][@DIGEST]``
+=================================  ==========================================
+
+As in skopeo, a path ends at the first ``:``; what follows names the image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ocilab.errors import ReferenceFormatError
+from ocilab.model import Reference
+from ocilab.stores.base import Store
+
+TRANSPORTS = ("oci", "oci-archive", "docker-archive", "docker-daemon", "docker")
+
+
+def split_transport(text: str) -> tuple[str, str]:
+    """``(transport, rest)``; ReferenceFormatError listing the transports when there is none."""
+    if text.startswith("docker://"):
+        return "docker", text[len("docker://") :]
+    transport, colon, rest = text.partition(":")
+    if not colon or transport not in TRANSPORTS or transport == "docker":
+        raise ReferenceFormatError(
+            f"{text!r} has no known transport; write one of oci:DIR[:TAG], oci-archive:FILE[:TAG],"
+            " docker-archive:FILE[:NAME:TAG], docker-daemon:NAME:TAG or docker://HOST/REPO[:TAG]"
+        )
+    if not rest:
+        raise ReferenceFormatError(f"{text!r}: nothing after '{transport}:'")
+    return transport, rest
+
+
+def open_store(text: str, tls_verify: bool = True) -> Store:
+    """The store named by a transport string. Nothing is written anywhere."""
+    transport, rest = split_transport(text)
+    if transport in ("oci", "oci-archive"):
+        from ocilab.stores.layout import open_layout, open_oci_archive
+
+        path, _, tag = rest.partition(":")
+        opener = open_layout if transport == "oci" else open_oci_archive
+        return opener(Path(path), tag or None)
+    if transport == "docker-archive":
+        from ocilab.stores.docker_archive import open_docker_archive
+
+        path, _, name = rest.partition(":")
+        return open_docker_archive(Path(path), name or None)
+    if transport == "docker-daemon":
+        from ocilab.stores.daemon import open_docker_daemon
+
+        return open_docker_daemon(rest)
+    from ocilab.stores.registry import RegistryStore
+
+    return RegistryStore(Reference.parse(rest), tls_verify=tls_verify)
