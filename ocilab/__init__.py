@@ -6,8 +6,24 @@
 """
 
 from ocilab.api import doctor, open, resolve, validate
+from ocilab.engines.scratch import busybox_layout
 from ocilab.errors import OcilabError
+from ocilab.present import plots
+from ocilab.present.notebook import workspace
+from ocilab.stores.archive_writer import write_oci_archive
 from ocilab.stores.image import Image, ImageIndex
 
 __version__ = "0.1.0"
-__all__ = ["Image", "ImageIndex", "OcilabError", "doctor", "open", "resolve", "validate"]
+__all__ = [
+    "Image",
+    "ImageIndex",
+    "OcilabError",
+    "busybox_layout",
+    "doctor",
+    "open",
+    "plots",
+    "resolve",
+    "validate",
+    "workspace",
+    "write_oci_archive",
+]

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ocilab.errors import NotFoundError, ValidationError
-from ocilab.model import MAX_DOCUMENT_BYTES, Descriptor, Index, load_object, parse_index
+from ocilab.model import MAX_DOCUMENT_BYTES, Descriptor, Digest, Index, load_object, parse_index
 from ocilab.model.mediatype import OCI_LAYOUT_VERSION
 from ocilab.stores.base import Store
 from ocilab.stores.tree import DirectoryTree, TarTree, Tree
@@ -19,9 +19,9 @@ from ocilab.stores.tree import DirectoryTree, TarTree, Tree
 REF_NAME = "org.opencontainers.image.ref.name"
 
 
-def blob_path(descriptor: Descriptor) -> str:
+def blob_path(digest: Digest) -> str:
     """Where a layout keeps a blob. The digest grammar admits no ``/``, so the path stays inside ``blobs/``."""
-    return f"blobs/{descriptor.digest.algorithm}/{descriptor.digest.encoded}"
+    return f"blobs/{digest.algorithm}/{digest.encoded}"
 
 
 class LayoutStore(Store):
@@ -82,7 +82,7 @@ class LayoutStore(Store):
         return entries[0]
 
     def open_raw(self, descriptor: Descriptor) -> BinaryIO:
-        path = blob_path(descriptor)
+        path = blob_path(descriptor.digest)
         if not self.tree.exists(path):
             raise NotFoundError(f"{self.tree.name}: blob {descriptor.digest} is missing ({path})")
         return self.tree.open(path)
