@@ -13,19 +13,31 @@ MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 
 def load_object(raw: bytes, source: str, limit: int = MAX_DOCUMENT_BYTES) -> dict[str, Any]:
     """Parse ``raw`` as a JSON object; refuse oversized, non-UTF-8, malformed or non-object input."""
+    value = _decode(raw, source, limit)
+    if not isinstance(value, dict):
+        raise ValidationError("", f"expected a JSON object, got {_kind(value)}", source)
+    return value
+
+
+def load_array(raw: bytes, source: str, limit: int = MAX_DOCUMENT_BYTES) -> list[Any]:
+    """Parse ``raw`` as a JSON array (such as ``docker save``'s manifest.json), with the same refusals."""
+    value = _decode(raw, source, limit)
+    if not isinstance(value, list):
+        raise ValidationError("", f"expected a JSON array, got {_kind(value)}", source)
+    return value
+
+
+def _decode(raw: bytes, source: str, limit: int) -> Any:
     if len(raw) > limit:
         raise DocumentTooLargeError(f"{source}: {len(raw)} bytes is over the {limit}-byte limit for documents")
     try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_refuse_duplicate_keys(source))
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_refuse_duplicate_keys(source))
     except UnicodeDecodeError as error:
         raise ValidationError("", f"not UTF-8 ({error.reason} at byte {error.start})", source) from None
     except json.JSONDecodeError as error:
         raise ValidationError("", f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}", source) from None
     except RecursionError:
         raise ValidationError("", "JSON nested too deeply", source) from None
-    if not isinstance(value, dict):
-        raise ValidationError("", f"expected a JSON object, got {_kind(value)}", source)
-    return value
 
 
 def _refuse_duplicate_keys(source: str) -> Any:

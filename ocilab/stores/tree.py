@@ -46,6 +46,10 @@ class Tree(ABC):
     def exists(self, path: str) -> bool:
         """True when a regular file is at ``path`` (symlinks resolved as ``open`` would)."""
 
+    @abstractmethod
+    def size(self, path: str) -> int:
+        """The byte size of the regular file at ``path``, without reading it."""
+
     def read(self, path: str, limit: int) -> bytes:
         """The whole content of a small file, refused when larger than ``limit`` bytes."""
         with self.open(path) as stream:
@@ -99,6 +103,9 @@ class DirectoryTree(Tree):
         except NotFoundError:
             return False
 
+    def size(self, path: str) -> int:
+        return os.lstat(self._walk(path)).st_size
+
 
 class TarTree(Tree):
     """The members of a tar archive (uncompressed or gzip), read in place without extracting.
@@ -145,11 +152,16 @@ class TarTree(Tree):
             relative = joined
         raise UnsafePathError(f"{self.name}: {path} has too many levels of symlinks")
 
-    def open(self, path: str) -> BinaryIO:
+    def _regular(self, path: str) -> tarfile.TarInfo:
         member = self._member(path)
-        if not (member.isreg() or member.islnk()):
+        if member.islnk():
+            member = self._members.get(posixpath.normpath(member.linkname.lstrip("/")), member)
+        if not member.isreg():
             raise InvalidInputError(f"{self.name}: {path} is not a regular file in the archive")
-        stream = self._tar.extractfile(member)
+        return member
+
+    def open(self, path: str) -> BinaryIO:
+        stream = self._tar.extractfile(self._regular(path))
         if stream is None:
             raise InvalidInputError(f"{self.name}: {path} cannot be read from the archive")
         return stream  # type: ignore[return-value]
@@ -160,6 +172,9 @@ class TarTree(Tree):
         except NotFoundError:
             return False
         return member.isreg() or member.islnk()
+
+    def size(self, path: str) -> int:
+        return self._regular(path).size
 
     def close(self) -> None:
         self._tar.close()
