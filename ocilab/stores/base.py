@@ -9,7 +9,7 @@ selection -- is done once, here and in ``ocilab.stores.image``, for all stores.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from ocilab.model import MAX_DOCUMENT_BYTES, Descriptor, VerifyingReader, read_all
 from ocilab.model.digest import new_hasher
@@ -49,7 +49,7 @@ class Store(ABC):
         with self.open_blob(descriptor, what) as reader:
             return read_all(reader, MAX_DOCUMENT_BYTES)
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

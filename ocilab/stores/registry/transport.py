@@ -1,0 +1,137 @@
+"""The HTTP seam of the registry store: one request in, one streamed response out.
+
+Everything the store and its auth flow send goes through a ``Transport``, so
+tests can inject one that fails the ways a real registry cannot be made to
+(a 500, a connection dropped in the middle of a blob). The default,
+``RequestsTransport``, sits on a ``requests.Session``: responses are streamed,
+redirects followed (``requests`` drops ``Authorization`` when one leaves the
+host), bodies read as sent (``Accept-Encoding: identity``, no decoding, so
+blob bytes are the bytes their digest covers), no retries. Failures to
+connect or to keep reading become ComponentUnavailableError naming the URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+import requests
+import urllib3.exceptions
+
+from ocilab.errors import ComponentUnavailableError, DocumentTooLargeError
+
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 60.0
+
+
+class Response(Protocol):
+    """A response whose body has not been read yet."""
+
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Header lookups are case-insensitive."""
+        ...
+
+    @property
+    def url(self) -> str:
+        """The URL that answered, after redirects."""
+        ...
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes of the body; b"" at its end. ComponentUnavailableError if the connection fails."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    """Sends one HTTP request; ComponentUnavailableError when the server cannot be reached."""
+
+    def request(self, method: str, url: str, headers: Mapping[str, str]) -> Response: ...
+
+    def close(self) -> None: ...
+
+
+class RequestsTransport:
+    """The default transport, on a ``requests.Session``.
+
+    ``verify`` False skips TLS certificate checks. ``trust_env`` False ignores
+    proxy variables and .netrc (the store passes False for loopback hosts,
+    which are never proxied, as Go's tools do).
+    """
+
+    def __init__(self, verify: bool = True, trust_env: bool = True, timeout: tuple[float, float] | None = None) -> None:
+        self._session = requests.Session()
+        self._session.verify = verify
+        self._session.trust_env = trust_env
+        self._session.headers["Accept-Encoding"] = "identity"
+        self._session.headers["User-Agent"] = "ocilab"
+        self._timeout = timeout or (CONNECT_TIMEOUT, READ_TIMEOUT)
+
+    def request(self, method: str, url: str, headers: Mapping[str, str]) -> Response:
+        try:
+            response = self._session.request(
+                method, url, headers=dict(headers), stream=True, timeout=self._timeout, allow_redirects=True
+            )
+        except requests.exceptions.SSLError as error:
+            raise ComponentUnavailableError(
+                f"TLS failed for {url}: {_reason(error)}; for a registry with a self-signed certificate"
+                " pass tls_verify=False"
+            ) from None
+        except requests.exceptions.RequestException as error:
+            raise ComponentUnavailableError(f"cannot reach {url}: {_reason(error)}; is the registry running?") from None
+        return _RequestsResponse(response)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class _RequestsResponse:
+    def __init__(self, response: requests.Response) -> None:
+        self._response = response
+
+    @property
+    def status(self) -> int:
+        return self._response.status_code
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers
+
+    @property
+    def url(self) -> str:
+        return self._response.url
+
+    def read(self, size: int) -> bytes:
+        try:
+            return bytes(self._response.raw.read(size, decode_content=False))
+        except (OSError, urllib3.exceptions.HTTPError, requests.exceptions.RequestException) as error:
+            raise ComponentUnavailableError(
+                f"the connection to {self.url} failed while reading the response: {_reason(error)}"
+            ) from None
+
+    def close(self) -> None:
+        self._response.close()
+
+
+def read_body(response: Response, limit: int, what: str) -> bytes:
+    """The whole body of a response expected to be small; DocumentTooLargeError past ``limit`` bytes."""
+    parts: list[bytes] = []
+    total = 0
+    while chunk := response.read(65536):
+        total += len(chunk)
+        if total > limit:
+            raise DocumentTooLargeError(f"{what} ({response.url}): more than the {limit}-byte limit")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost cause of a requests/urllib3 error, without the wrapper layers."""
+    while error.args and isinstance(error.args[0], BaseException):
+        error = error.args[0]
+    reason = getattr(error, "reason", None)
+    return str(reason if reason is not None else error)
