@@ -1,8 +1,8 @@
 """ocilab: explore OCI container images, from Python and from the command line.
 
-    >>> import ocilab
-    >>> image = ocilab.open("oci:/tmp/layout:v1")
-    >>> image.layers_frame()
+>>> import ocilab
+>>> image = ocilab.open("oci:/tmp/layout:v1")
+>>> image.layers_frame()
 """
 
 from ocilab.api import doctor, open, resolve, validate

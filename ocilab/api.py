@@ -45,10 +45,11 @@ def validate(reference: str, tls_verify: bool = True) -> ValidationReport:
         return validate_store(store)
 
 
-def doctor() -> "pandas.DataFrame":
+def doctor() -> pandas.DataFrame:
     """Which components are present and working, with versions and how to get what is missing."""
     import pandas
 
-    from ocilab.engines.components import doctor as probe, doctor_json
+    from ocilab.engines.components import doctor as probe
+    from ocilab.engines.components import doctor_json
 
     return pandas.DataFrame(doctor_json(probe()))

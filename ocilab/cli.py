@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from ocilab.errors import OcilabError
 from ocilab.model import MAX_DOCUMENT_BYTES, parse_config, parse_descriptor, parse_index, parse_manifest
@@ -46,13 +47,17 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     inspect = commands.add_parser("inspect", help="show an image's manifest, config and layers")
-    inspect.add_argument("reference", metavar="REF", help="e.g. oci:DIR:TAG, docker-archive:FILE, docker://HOST/REPO:TAG")
+    inspect.add_argument(
+        "reference", metavar="REF", help="e.g. oci:DIR:TAG, docker-archive:FILE, docker://HOST/REPO:TAG"
+    )
     inspect.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="choose from an index")
     _common(inspect)
     inspect.set_defaults(handler=_inspect)
 
     validate = commands.add_parser("validate", help="check a document or a whole image against the spec")
-    validate.add_argument("target", metavar="REF|FILE", help="an image reference, or with --type a file ('-' for stdin)")
+    validate.add_argument(
+        "target", metavar="REF|FILE", help="an image reference, or with --type a file ('-' for stdin)"
+    )
     validate.add_argument("--type", choices=[*DOCUMENT_PARSERS, "layout"], help="validate one document of this kind")
     _common(validate)
     validate.set_defaults(handler=_validate)
@@ -66,7 +71,10 @@ def _parser() -> argparse.ArgumentParser:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument(
-        "--tls-verify", default="true", choices=["true", "false"], help="verify registry TLS certificates (default true)"
+        "--tls-verify",
+        default="true",
+        choices=["true", "false"],
+        help="verify registry TLS certificates (default true)",
     )
 
 
@@ -80,7 +88,9 @@ def _inspect(args: argparse.Namespace) -> int:
     from ocilab.api import resolve
 
     tls_verify = args.tls_verify == "true"
-    node = open_image(args.reference, args.platform, tls_verify) if args.platform else resolve(args.reference, tls_verify)
+    node = (
+        open_image(args.reference, args.platform, tls_verify) if args.platform else resolve(args.reference, tls_verify)
+    )
     try:
         document = node.to_json()
     finally:
@@ -89,7 +99,10 @@ def _inspect(args: argparse.Namespace) -> int:
         _print_json(document)
     elif "manifests" in document:
         print(f"{document['reference']}\n{document['media_type']}  {document['manifest_digest']}\n")
-        rows = [(_platform(m["platform"]), m["digest"], human_size(m["size"]), m["media_type"]) for m in document["manifests"]]
+        rows = [
+            (_platform(m["platform"]), m["digest"], human_size(m["size"]), m["media_type"])
+            for m in document["manifests"]
+        ]
         print(table(["platform", "digest", "size", "media type"], rows, max_width=80))
     else:
         _print_image(document)
@@ -117,7 +130,10 @@ def _print_image(document: dict[str, Any]) -> None:
     for key, value in facts:
         print(f"{key:<11} {value}")
     print()
-    rows = [(i, layer["digest"][:19], human_size(layer["size"]), layer["media_type"]) for i, layer in enumerate(document["layers"])]
+    rows = [
+        (i, layer["digest"][:19], human_size(layer["size"]), layer["media_type"])
+        for i, layer in enumerate(document["layers"])
+    ]
     print(table(["#", "digest", "size", "media type"], rows, max_width=80))
 
 
@@ -172,7 +188,12 @@ def _doctor(args: argparse.Namespace) -> int:
         _print_json(doctor_json(statuses))
     else:
         rows = [
-            (s.name, "ok" if s.working else ("present" if s.present else "missing"), s.version or "-", s.detail if s.working else s.how_to_get)
+            (
+                s.name,
+                "ok" if s.working else ("present" if s.present else "missing"),
+                s.version or "-",
+                s.detail if s.working else s.how_to_get,
+            )
             for s in statuses
         ]
         print(table(["component", "status", "version", "detail"], rows, max_width=70))

@@ -9,8 +9,8 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -40,7 +40,9 @@ def run(*command: str | Path, **kwargs: object) -> subprocess.CompletedProcess[s
     """Run a command, failing the test with its stderr when it fails."""
     result = subprocess.run([str(c) for c in command], capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
     if result.returncode != 0:
-        pytest.fail(f"{' '.join(map(str, command))} failed ({result.returncode}): {result.stderr.strip()}", pytrace=False)
+        pytest.fail(
+            f"{' '.join(map(str, command))} failed ({result.returncode}): {result.stderr.strip()}", pytrace=False
+        )
     return result
 
 
@@ -107,7 +109,7 @@ def oci_layout(docker_save_tar: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator["object"]:
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A real CNCF distribution registry on 127.0.0.1, delete enabled, data in a temp dir."""
     from ocilab.engines.registry_server import RegistryServer, find_registry_binary
 

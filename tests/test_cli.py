@@ -62,7 +62,12 @@ def test_inspect_index_and_platform(oci_layout: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "document"),
-    [("manifest", SPEC_MANIFEST), ("index", SPEC_INDEX), ("config", SPEC_CONFIG), ("descriptor", SPEC_INDEX["manifests"][0])],
+    [
+        ("manifest", SPEC_MANIFEST),
+        ("index", SPEC_INDEX),
+        ("config", SPEC_CONFIG),
+        ("descriptor", SPEC_INDEX["manifests"][0]),
+    ],
 )
 def test_validate_documents(kind: str, document: dict, tmp_path: Path) -> None:
     path = tmp_path / f"{kind}.json"

@@ -50,7 +50,9 @@ def test_registry_image_pushed_by_docker(docker_pushed: tuple[str, str], docker_
 
 def test_registry_image_pushed_by_skopeo(pushed_image: str, oci_layout: Path) -> None:
     ours = inspect(pushed_image)
-    assert ours["manifest_digest"] == skopeo(pushed_image)["Digest"] == inspect(f"oci:{oci_layout}:v1")["manifest_digest"]
+    assert (
+        ours["manifest_digest"] == skopeo(pushed_image)["Digest"] == inspect(f"oci:{oci_layout}:v1")["manifest_digest"]
+    )
 
 
 def test_docker_archive_and_daemon_agree_with_docker(
@@ -68,6 +70,11 @@ def test_every_store_names_the_same_layers(
     docker_save_tar: Path, busybox_image: str, oci_layout: Path, pushed_image: str
 ) -> None:
     """diff_ids name the uncompressed layers, so every store of the same image lists the same ones."""
-    references = [f"docker-archive:{docker_save_tar}", f"docker-daemon:{busybox_image}", f"oci:{oci_layout}:v1", pushed_image]
+    references = [
+        f"docker-archive:{docker_save_tar}",
+        f"docker-daemon:{busybox_image}",
+        f"oci:{oci_layout}:v1",
+        pushed_image,
+    ]
     diff_ids = {reference: [layer["diff_id"] for layer in inspect(reference)["layers"]] for reference in references}
     assert len({tuple(ids) for ids in diff_ids.values()}) == 1, diff_ids

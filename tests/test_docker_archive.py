@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 import ocilab
-
 from ocilab.errors import (
     DocumentTooLargeError,
     NotFoundError,

@@ -96,12 +96,19 @@ SPEC_CONFIG = {
     "config": {
         "User": "alice",
         "ExposedPorts": {"8080/tcp": {}},
-        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "FOO=oci_is_a", "BAR=well_written_spec"],
+        "Env": [
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "FOO=oci_is_a",
+            "BAR=well_written_spec",
+        ],
         "Entrypoint": ["/bin/my-app-binary"],
         "Cmd": ["--foreground", "--config", "/etc/my-app.d/default.cfg"],
         "Volumes": {"/var/job-result-data": {}, "/var/log/my-app-logs": {}},
         "WorkingDir": "/home/alice",
-        "Labels": {"com.example.project.git.url": "https://example.com/project.git", "com.example.project.git.commit": "45a939b2999782a3f005621a8d0f29aa387e1d6b"},
+        "Labels": {
+            "com.example.project.git.url": "https://example.com/project.git",
+            "com.example.project.git.commit": "45a939b2999782a3f005621a8d0f29aa387e1d6b",
+        },
     },
     "rootfs": {
         "diff_ids": [
@@ -111,8 +118,16 @@ SPEC_CONFIG = {
         "type": "layers",
     },
     "history": [
-        {"created": "2015-10-31T22:22:54.690851953Z", "created_by": "/bin/sh -c #(nop) ADD file:a3bc1e842b69636f9df5256c49c5374fb4eef1e281fe3f282c65fb853ee171c5 in /"},
-        {"created": "2015-10-31T22:22:55.613815829Z", "created_by": "/bin/sh -c #(nop) CMD [\"sh\"]", "empty_layer": True},
+        {
+            "created": "2015-10-31T22:22:54.690851953Z",
+            "created_by": "/bin/sh -c #(nop) ADD file:"
+            "a3bc1e842b69636f9df5256c49c5374fb4eef1e281fe3f282c65fb853ee171c5 in /",
+        },
+        {
+            "created": "2015-10-31T22:22:55.613815829Z",
+            "created_by": '/bin/sh -c #(nop) CMD ["sh"]',
+            "empty_layer": True,
+        },
         {"created": "2015-10-31T22:22:56.329850019Z", "created_by": "/bin/sh -c apk add curl"},
     ],
 }
@@ -188,7 +203,9 @@ class TestVerifyingReader:
         assert reader.verified
 
     def test_truncated_content_is_refused(self) -> None:
-        with pytest.raises(VerificationError, match="test blob: truncated or wrong size: expected 10000 bytes, got 9999"):
+        with pytest.raises(
+            VerificationError, match="test blob: truncated or wrong size: expected 10000 bytes, got 9999"
+        ):
             self.reader(self.data[:-1]).drain()
 
     def test_extra_content_is_refused_before_it_is_returned(self) -> None:
@@ -276,7 +293,11 @@ class TestManifest:
             ("layers.1.size", -1, "layers[1].size: must not be negative, got -1"),
             ("layers.0.size", "12", "layers[0].size: expected an integer, got a string"),
             ("layers.0.size", True, "layers[0].size: expected an integer, got a boolean"),
-            ("layers.0.mediaType", "not a media type", "layers[0].mediaType: 'not a media type' is not a valid media type"),
+            (
+                "layers.0.mediaType",
+                "not a media type",
+                "layers[0].mediaType: 'not a media type' is not a valid media type",
+            ),
             ("config", DELETE, "config: required field is missing"),
             ("config.digest", DELETE, "config.digest: required field is missing"),
             ("layers", DELETE, "layers: required field is missing"),
@@ -361,7 +382,7 @@ class TestConfig:
     @pytest.mark.parametrize(
         ("path", "value", "message"),
         [
-            ("rootfs.type", "tarballs", 'rootfs.type: must be "layers", got \'tarballs\''),
+            ("rootfs.type", "tarballs", "rootfs.type: must be \"layers\", got 'tarballs'"),
             ("rootfs.diff_ids.1", "sha256:zz", r"rootfs.diff_ids\[1\]: sha256 needs 64|must be hex"),
             ("rootfs", DELETE, "rootfs: required field is missing"),
             ("os", DELETE, "os: required field is missing"),

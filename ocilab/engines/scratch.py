@@ -16,9 +16,9 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from ocilab.errors import ComponentUnavailableError
 from ocilab.model import Descriptor, Digest
@@ -33,10 +33,12 @@ _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 def busybox_layout(destination: Path, tag: str = "latest", busybox: Path = HOST_BUSYBOX) -> Path:
     """Write a two-layer busybox image as an OCI layout at ``destination`` (which must not exist); its path."""
     if not busybox.is_file():
-        raise ComponentUnavailableError(f"{busybox}: no static busybox here; install it with apt-get install busybox-static")
+        raise ComponentUnavailableError(
+            f"{busybox}: no static busybox here; install it with apt-get install busybox-static"
+        )
     applets = _applets(busybox)
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
-    created = datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     steps = [
         ("COPY busybox /bin/busybox", lambda tar: _add_busybox(tar, busybox, epoch)),
         ("RUN /bin/busybox --install -s /bin", lambda tar: _add_applet_links(tar, applets, epoch)),
@@ -68,7 +70,7 @@ def busybox_layout(destination: Path, tag: str = "latest", busybox: Path = HOST_
         return writer.commit()
 
 
-def _canonical(document: dict[str, object]) -> bytes:
+def _canonical(document: Mapping[str, object]) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 

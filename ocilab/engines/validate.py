@@ -78,7 +78,9 @@ def _validate_image(image: Image, report: ValidationReport) -> None:
     for layer in image.layers:
         compression = mt.layer_compression(layer.media_type)
         if compression is None:
-            report.problems.append(f"layer {layer.index} ({layer.digest}): unknown layer media type {layer.media_type!r}")
+            report.problems.append(
+                f"layer {layer.index} ({layer.digest}): unknown layer media type {layer.media_type!r}"
+            )
             continue
         if layer.media_type in mt.NONDISTRIBUTABLE and layer.descriptor.urls:
             report.checked.append(f"layer {layer.index} {layer.digest} (foreign, not checked)")

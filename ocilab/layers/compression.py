@@ -13,6 +13,7 @@ import zlib
 from typing import BinaryIO
 
 from ocilab.errors import InvalidInputError, UnsupportedError
+from ocilab.model.digest import ByteSource
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -31,7 +32,7 @@ def detect(head: bytes) -> str:
 class _Prefixed(io.RawIOBase):
     """A stream that first gives back bytes already read (the sniffed head), then the rest."""
 
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+    def __init__(self, head: bytes, rest: ByteSource) -> None:
         self._head = head
         self._rest = rest
 
@@ -81,7 +82,7 @@ class _CheckedDecompressor(io.RawIOBase):
         super().close()
 
 
-def open_uncompressed(stream: BinaryIO, expected: str, what: str) -> BinaryIO:
+def open_uncompressed(stream: ByteSource, expected: str, what: str) -> BinaryIO:
     """The uncompressed bytes of ``stream``, after checking they are ``expected``-compressed.
 
     ``expected`` is ``"none"``, ``"gzip"`` or ``"zstd"``; a mismatch with the magic

@@ -69,7 +69,9 @@ def parse_config(raw: bytes, source: str = "config", layer_count: int | None = N
     history = _history(fields)
     made_layers = sum(1 for entry in history if not entry.empty_layer)
     if history and made_layers != len(diff_ids):
-        raise fields.error("history", f"has {made_layers} steps that made a layer, but rootfs has {len(diff_ids)} diff_ids")
+        raise fields.error(
+            "history", f"has {made_layers} steps that made a layer, but rootfs has {len(diff_ids)} diff_ids"
+        )
     container_config = fields.obj_field("config") or {}
     return ImageConfig(
         raw=raw,

@@ -91,7 +91,11 @@ class Descriptor:
         if size < 0:
             raise fields.error("size", f"must not be negative, got {size}")
         platform_obj = fields.obj_field("platform")
-        platform = Platform.from_fields(Fields(platform_obj, fields.at("platform"), fields.source)) if platform_obj is not None else None
+        platform = (
+            Platform.from_fields(Fields(platform_obj, fields.at("platform"), fields.source))
+            if platform_obj is not None
+            else None
+        )
         return cls(
             media_type=media_type,
             digest=digest,
@@ -119,4 +123,3 @@ class Descriptor:
 def parse_descriptor(raw: bytes, source: str = "descriptor") -> Descriptor:
     """Parse and validate a standalone descriptor document."""
     return Descriptor.from_fields(Fields(load_object(raw, source), "", source))
-

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from ocilab.errors import DigestFormatError, DocumentTooLargeError, UnsupportedError, VerificationError
 
@@ -28,6 +28,14 @@ _REGISTERED_LENGTHS = {"sha256": 64, "sha512": 128}
 _LOWER_HEX = re.compile(r"[a-f0-9]+")
 
 CHUNK_SIZE = 1 << 20
+
+
+class ByteSource(Protocol):
+    """Anything read like a binary file: a file, a response body, a VerifyingReader."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, order=True)
@@ -52,7 +60,11 @@ class Digest:
         length = _REGISTERED_LENGTHS.get(algorithm)
         if length is not None:
             if not _LOWER_HEX.fullmatch(encoded):
-                problem = "uppercase hex is not allowed" if _LOWER_HEX.fullmatch(encoded.lower()) else "encoded part must be hex"
+                problem = (
+                    "uppercase hex is not allowed"
+                    if _LOWER_HEX.fullmatch(encoded.lower())
+                    else "encoded part must be hex"
+                )
                 raise DigestFormatError(text, problem)
             if len(encoded) != length:
                 raise DigestFormatError(text, f"{algorithm} needs {length} hex characters, got {len(encoded)}")
@@ -94,7 +106,7 @@ class Digest:
         return f"{self.algorithm}:{self.encoded}"
 
 
-def new_hasher(algorithm: str) -> "hashlib._Hash":
+def new_hasher(algorithm: str) -> hashlib._Hash:
     """A fresh hash object for a registered algorithm; UnsupportedError otherwise."""
     if algorithm not in _REGISTERED_LENGTHS:
         raise UnsupportedError(
@@ -125,7 +137,7 @@ class VerifyingReader:
         if n is None or n < 0:
             # Bound an unbounded read so an oversized source cannot exhaust memory.
             n = CHUNK_SIZE if self._expected_size is None else self._expected_size - self._count + 1
-            return b"".join(iter(lambda: self.read(n), b""))  # type: ignore[arg-type]
+            return b"".join(iter(lambda: self.read(n), b""))
         data = self._raw.read(n) if n else b""
         if data:
             self._count += len(data)
@@ -195,7 +207,9 @@ class VerifyingReader:
 def read_all(reader: VerifyingReader, limit: int) -> bytes:
     """Everything ``reader`` holds, verified, refusing documents over ``limit`` bytes."""
     if reader.expected_size is not None and reader.expected_size > limit:
-        raise DocumentTooLargeError(f"{reader.what}: {reader.expected_size} bytes is over the {limit}-byte limit for documents")
+        raise DocumentTooLargeError(
+            f"{reader.what}: {reader.expected_size} bytes is over the {limit}-byte limit for documents"
+        )
     parts: list[bytes] = []
     total = 0
     while chunk := reader.read(CHUNK_SIZE):

@@ -35,7 +35,9 @@ def _decode(raw: bytes, source: str, limit: int) -> Any:
     except UnicodeDecodeError as error:
         raise ValidationError("", f"not UTF-8 ({error.reason} at byte {error.start})", source) from None
     except json.JSONDecodeError as error:
-        raise ValidationError("", f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}", source) from None
+        raise ValidationError(
+            "", f"malformed JSON: {error.msg} at line {error.lineno} column {error.colno}", source
+        ) from None
     except RecursionError:
         raise ValidationError("", "JSON nested too deeply", source) from None
 
@@ -117,5 +119,7 @@ class Fields:
             return None
         for position, item in enumerate(value):
             if not isinstance(item, str):
-                raise ValidationError(f"{self.at(key)}[{position}]", f"expected a string, got {_kind(item)}", self.source)
+                raise ValidationError(
+                    f"{self.at(key)}[{position}]", f"expected a string, got {_kind(item)}", self.source
+                )
         return list(value)

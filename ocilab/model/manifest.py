@@ -7,6 +7,7 @@ parsed form would not give the same bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 from ocilab.model import mediatype as mt
 from ocilab.model.descriptor import Descriptor, Platform
 from ocilab.model.digest import Digest
@@ -55,7 +56,9 @@ class Index:
 def _schema_version(fields: Fields) -> None:
     version = fields.integer("schemaVersion", required=True)
     if version == 1:
-        raise fields.error("schemaVersion", "Docker schema 1 manifests are deprecated and not supported; re-push the image")
+        raise fields.error(
+            "schemaVersion", "Docker schema 1 manifests are deprecated and not supported; re-push the image"
+        )
     if version != 2:
         raise fields.error("schemaVersion", f"must be 2, got {version}")
 
@@ -78,7 +81,9 @@ def _media_type(fields: Fields, expected_kind: str, declared: str | None) -> str
 
 def _descriptor_list(fields: Fields, key: str, required: bool) -> tuple[Descriptor, ...]:
     items = fields.array(key, required=required) or []
-    return tuple(Descriptor.from_fields(Fields(item, f"{fields.at(key)}[{i}]", fields.source)) for i, item in enumerate(items))
+    return tuple(
+        Descriptor.from_fields(Fields(item, f"{fields.at(key)}[{i}]", fields.source)) for i, item in enumerate(items)
+    )
 
 
 def _optional_descriptor(fields: Fields, key: str) -> Descriptor | None:

@@ -48,8 +48,14 @@ _COMPRESSION = {
 }
 LAYERS = frozenset(_COMPRESSION)
 NONDISTRIBUTABLE = frozenset(
-    {OCI_LAYER_NONDISTRIBUTABLE_TAR, OCI_LAYER_NONDISTRIBUTABLE_GZIP, OCI_LAYER_NONDISTRIBUTABLE_ZSTD, DOCKER_LAYER_FOREIGN}
+    {
+        OCI_LAYER_NONDISTRIBUTABLE_TAR,
+        OCI_LAYER_NONDISTRIBUTABLE_GZIP,
+        OCI_LAYER_NONDISTRIBUTABLE_ZSTD,
+        DOCKER_LAYER_FOREIGN,
+    }
 )
+
 
 def layer_compression(media_type: str) -> str | None:
     """``"none"``, ``"gzip"`` or ``"zstd"`` for a known layer media type; None when unknown."""

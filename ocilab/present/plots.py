@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 
-def _axes(ax: "Axes | None", size: tuple[float, float]) -> "Axes":
+def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
     if ax is not None:
         return ax
     from matplotlib.figure import Figure
@@ -19,7 +19,7 @@ def _axes(ax: "Axes | None", size: tuple[float, float]) -> "Axes":
     return Figure(figsize=size, layout="constrained").add_subplot()
 
 
-def layer_sizes(image: Image, ax: "Axes | None" = None) -> "Axes":
+def layer_sizes(image: Image, ax: Axes | None = None) -> Axes:
     """A horizontal bar per layer (base at the top): its blob size, labelled with the step that made it."""
     from matplotlib.ticker import FuncFormatter
 

@@ -24,7 +24,10 @@ def write_oci_archive(layout: Path, archive: Path) -> Path:
     archive.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{archive.name}.", dir=archive.parent)
     try:
-        with os.fdopen(handle, "wb") as stream, tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        with (
+            os.fdopen(handle, "wb") as stream,
+            tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
             for path in sorted(layout.rglob("*")):
                 if path.is_symlink():
                     raise InvalidInputError(f"{path}: symlinks have no place in an OCI layout")

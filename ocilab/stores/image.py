@@ -11,9 +11,19 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ocilab.errors import NotFoundError, ValidationError
-from ocilab.model import Descriptor, Digest, ImageConfig, Index, Manifest, Platform, VerifyingReader
+from ocilab.model import (
+    Descriptor,
+    Digest,
+    ImageConfig,
+    Index,
+    Manifest,
+    Platform,
+    VerifyingReader,
+    parse_config,
+    parse_manifest,
+    parse_root,
+)
 from ocilab.model import mediatype as mt
-from ocilab.model import parse_config, parse_manifest, parse_root
 from ocilab.stores.base import Store
 
 if TYPE_CHECKING:
@@ -43,7 +53,12 @@ class Layer:
         return self.descriptor.media_type
 
     def to_json(self) -> dict[str, Any]:
-        return {"digest": str(self.digest), "diff_id": str(self.diff_id), "size": self.size, "media_type": self.media_type}
+        return {
+            "digest": str(self.digest),
+            "diff_id": str(self.diff_id),
+            "size": self.size,
+            "media_type": self.media_type,
+        }
 
 
 class Image:
@@ -56,7 +71,7 @@ class Image:
         self.config = config
         self.layers = tuple(
             Layer(position, layer, diff_id)
-            for position, (layer, diff_id) in enumerate(zip(manifest.layers, config.diff_ids))
+            for position, (layer, diff_id) in enumerate(zip(manifest.layers, config.diff_ids, strict=True))
         )
 
     @property
@@ -109,7 +124,7 @@ class Image:
             "annotations": dict(self.manifest.annotations),
         }
 
-    def layers_frame(self) -> "pandas.DataFrame":
+    def layers_frame(self) -> pandas.DataFrame:
         """One row per layer: index, digest, diff_id, size, media_type, created_by."""
         import pandas
 
@@ -127,7 +142,7 @@ class Image:
         ]
         return pandas.DataFrame(rows, columns=["index", "digest", "diff_id", "size", "media_type", "created_by"])
 
-    def history_frame(self) -> "pandas.DataFrame":
+    def history_frame(self) -> pandas.DataFrame:
         """One row per build step: created, created_by, empty_layer, comment, and the layer it made."""
         import pandas
 
@@ -253,4 +268,3 @@ def _image(store: Store, descriptor: Descriptor, manifest: Manifest) -> Image:
     raw = store.read_document(manifest.config, "config")
     config = parse_config(raw, f"{store.reference}: config {manifest.config.digest}", layer_count=len(manifest.layers))
     return Image(store, descriptor, manifest, config)
-

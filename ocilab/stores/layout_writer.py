@@ -27,7 +27,9 @@ class LayoutWriter:
     def __init__(self, destination: Path) -> None:
         self.destination = Path(destination)
         if self.destination.exists() and (not self.destination.is_dir() or any(self.destination.iterdir())):
-            raise InvalidInputError(f"{self.destination}: already exists and is not an empty directory; choose a new path")
+            raise InvalidInputError(
+                f"{self.destination}: already exists and is not an empty directory; choose a new path"
+            )
         self.destination.parent.mkdir(parents=True, exist_ok=True)
         self._work = Path(tempfile.mkdtemp(prefix=f".{self.destination.name}.", dir=self.destination.parent))
         (self._work / "blobs" / "sha256").mkdir(parents=True)
@@ -79,4 +81,3 @@ class LayoutWriter:
     def __exit__(self, kind: object, *rest: object) -> None:
         if kind is not None:
             self.abort()
-

@@ -81,7 +81,9 @@ class DirectoryTree(Tree):
             except FileNotFoundError:
                 raise NotFoundError(f"{self.name}: {relative} does not exist") from None
             if stat.S_ISLNK(mode):
-                raise UnsafePathError(f"{self.name}: {relative} goes through a symlink ({current}); refusing to follow it")
+                raise UnsafePathError(
+                    f"{self.name}: {relative} goes through a symlink ({current}); refusing to follow it"
+                )
         return current
 
     def open(self, path: str) -> BinaryIO:
