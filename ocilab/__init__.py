@@ -5,7 +5,7 @@
 >>> image.layers_frame()
 """
 
-from ocilab.api import doctor, open, resolve, validate
+from ocilab.api import changes, diff, doctor, efficiency, layers, open, resolve, validate
 from ocilab.engines.scratch import busybox_layout
 from ocilab.errors import OcilabError
 from ocilab.present import plots
@@ -19,7 +19,11 @@ __all__ = [
     "ImageIndex",
     "OcilabError",
     "busybox_layout",
+    "changes",
+    "diff",
     "doctor",
+    "efficiency",
+    "layers",
     "open",
     "plots",
     "resolve",

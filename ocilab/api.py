@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from ocilab.engines.validate import ValidationReport, validate_store
@@ -53,3 +55,70 @@ def doctor() -> pandas.DataFrame:
     from ocilab.engines.components import doctor_json
 
     return pandas.DataFrame(doctor_json(probe()))
+
+
+@contextmanager
+def _opened(image: Image | str) -> Iterator[Image]:
+    """The image itself, or the image a reference string names (closed again on exit)."""
+    if isinstance(image, str):
+        with open(image) as opened:
+            yield opened
+    else:
+        yield image
+
+
+def layers(image: Image | str) -> pandas.DataFrame:
+    """One row per layer: descriptor, build step, and counts of paths added, modified and removed."""
+    import pandas
+
+    from ocilab.engines.analysis import layer_summaries
+
+    with _opened(image) as opened:
+        return pandas.DataFrame([summary.to_json() for summary in layer_summaries(opened)])
+
+
+def changes(image: Image | str, layer: int | None = None, strict: bool = False) -> pandas.DataFrame:
+    """Each layer's changeset (or only layer ``layer``'s): columns layer, path, change, type, size."""
+    import pandas
+
+    from ocilab.engines.analysis import changes as layer_changes
+    from ocilab.present.rows import CHANGE_COLUMNS, change_rows
+
+    with _opened(image) as opened:
+        return pandas.DataFrame(change_rows(layer_changes(opened, layer, strict)), columns=CHANGE_COLUMNS)
+
+
+def diff(a: Image | str, b: Image | str, strict: bool = False) -> pandas.DataFrame:
+    """Files that differ from ``a`` to ``b`` (path, change, type, size_a, size_b).
+
+    ``frame.attrs["config"]`` holds the config keys that differ and
+    ``frame.attrs["layers"]`` the shared and distinct layer digests.
+    """
+    import pandas
+
+    from ocilab.engines.analysis import diff_images
+    from ocilab.present.rows import DIFF_COLUMNS, diff_document
+
+    with _opened(a) as first, _opened(b) as second:
+        document = diff_document(diff_images(first, second, strict))
+    frame = pandas.DataFrame(document["files"], columns=DIFF_COLUMNS).astype({"size_a": "Int64", "size_b": "Int64"})
+    frame.attrs.update(config=document["config"], layers=document["layers"])
+    return frame
+
+
+def efficiency(image: Image | str) -> pandas.DataFrame:
+    """The paths that waste bytes (path, occurrences, wasted_bytes, visible), largest first.
+
+    ``frame.attrs`` holds the totals: efficiency, total_bytes, final_bytes,
+    wasted_bytes and wasted_percent.
+    """
+    import pandas
+
+    from ocilab.engines.analysis import efficiency as measure
+    from ocilab.present.rows import WASTE_COLUMNS, efficiency_document
+
+    with _opened(image) as opened:
+        document = efficiency_document(measure(opened))
+    frame = pandas.DataFrame(document.pop("files"), columns=WASTE_COLUMNS)
+    frame.attrs.update(document)
+    return frame

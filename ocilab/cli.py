@@ -15,7 +15,8 @@ from typing import Any
 
 from ocilab.errors import OcilabError
 from ocilab.model import MAX_DOCUMENT_BYTES, parse_config, parse_descriptor, parse_index, parse_manifest
-from ocilab.present.text import human_size, table
+from ocilab.present.layer_commands import register as register_layer_commands
+from ocilab.present.text import human_size, print_json, table
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 DOCUMENT_PARSERS: dict[str, Callable[[bytes, str], Any]] = {
@@ -62,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     _common(validate)
     validate.set_defaults(handler=_validate)
 
+    register_layer_commands(commands, _common)
+
     doctor = commands.add_parser("doctor", help="which components are present and working")
     doctor.add_argument("--json", action="store_true", help="print JSON")
     doctor.set_defaults(handler=_doctor)
@@ -78,11 +81,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _print_json(value: Any) -> None:
-    json.dump(value, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-
-
 def _inspect(args: argparse.Namespace) -> int:
     from ocilab.api import open as open_image
     from ocilab.api import resolve
@@ -96,7 +94,7 @@ def _inspect(args: argparse.Namespace) -> int:
     finally:
         node.store.close()
     if args.json:
-        _print_json(document)
+        print_json(document)
     elif "manifests" in document:
         print(f"{document['reference']}\n{document['media_type']}  {document['manifest_digest']}\n")
         rows = [
@@ -151,7 +149,7 @@ def _validate(args: argparse.Namespace) -> int:
     else:
         return _validate_document(args)
     if args.json:
-        _print_json(report.to_json())
+        print_json(report.to_json())
     else:
         for line in report.checked:
             print(f"ok       {line}")
@@ -174,7 +172,7 @@ def _validate_document(args: argparse.Namespace) -> int:
     document = DOCUMENT_PARSERS[args.type](raw, source)
     digest = getattr(document, "digest", None)
     if args.json:
-        _print_json({"valid": True, "type": args.type, "digest": str(digest) if digest else None})
+        print_json({"valid": True, "type": args.type, "digest": str(digest) if digest else None})
     else:
         print(f"valid {args.type}" + (f" {digest}" if digest and args.type != "descriptor" else ""))
     return EXIT_OK
@@ -185,7 +183,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
     statuses = doctor()
     if args.json:
-        _print_json(doctor_json(statuses))
+        print_json(doctor_json(statuses))
     else:
         rows = [
             (

@@ -7,7 +7,6 @@ is read whole.
 
 from __future__ import annotations
 
-import gzip
 import io
 import zlib
 from typing import BinaryIO
@@ -15,9 +14,24 @@ from typing import BinaryIO
 from ocilab.errors import InvalidInputError, UnsupportedError
 from ocilab.model.digest import ByteSource
 
+try:  # the fastest gzip decoder available: zlib-ng, then ISA-L, then the standard library's zlib
+    from zlib_ng.gzip_ng import GzipNGFile as _GzipReader
+
+    GZIP_BACKEND = "zlib-ng"
+except ImportError:  # pragma: no cover - depends on what is installed
+    try:
+        from isal.igzip import IGzipFile as _GzipReader  # type: ignore[assignment]
+
+        GZIP_BACKEND = "isal"
+    except ImportError:
+        from gzip import GzipFile as _GzipReader  # type: ignore[assignment]
+
+        GZIP_BACKEND = "zlib"
+
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 COMPRESSIONS = ("none", "gzip", "zstd")
+_DECODER_MODULES = {"zstandard", "zlib_ng", "isal"}
 
 
 def detect(head: bytes) -> str:
@@ -71,8 +85,8 @@ class _CheckedDecompressor(io.RawIOBase):
         except (OSError, EOFError, zlib.error) as error:
             raise InvalidInputError(f"{self._what}: corrupt {self._compression} stream ({error})") from None
         except Exception as error:
-            if type(error).__module__.startswith("zstandard"):
-                raise InvalidInputError(f"{self._what}: corrupt zstd stream ({error})") from None
+            if type(error).__module__.split(".")[0] in _DECODER_MODULES:
+                raise InvalidInputError(f"{self._what}: corrupt {self._compression} stream ({error})") from None
             raise
         buffer[: len(data)] = data
         return len(data)
@@ -98,7 +112,7 @@ def open_uncompressed(stream: ByteSource, expected: str, what: str) -> BinaryIO:
     if expected == "none":
         return raw
     if expected == "gzip":
-        inner: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        inner: BinaryIO = _GzipReader(fileobj=raw, mode="rb")  # type: ignore[assignment]
     else:
         import zstandard
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?)B?\s*", re.IGNORECASE)
 
 
 def human_size(size: int | float) -> str:
@@ -31,3 +35,19 @@ def _cell(value: Any, max_width: int) -> str:
     text = "" if value is None else str(value)
     text = " ".join(text.split())
     return text if len(text) <= max_width else text[: max_width - 1] + "…"
+
+
+def parse_size(text: str) -> int:
+    """``"20MB"`` -> 20000000, ``"5MiB"`` -> 5242880, ``"512"`` -> 512; ValueError otherwise (argparse's type=)."""
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a size like 512, 20MB or 5MiB")
+    number, prefix, binary = match.groups()
+    power = "KMGT".find(prefix.upper()) + 1 if prefix else 0
+    return int(float(number) * (1024 if binary else 1000) ** power)
+
+
+def print_json(value: Any) -> None:
+    """``value`` as indented JSON on stdout, newline-terminated."""
+    json.dump(value, sys.stdout, indent=2)
+    sys.stdout.write("\n")

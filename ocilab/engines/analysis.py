@@ -1,0 +1,162 @@
+"""What layers change, how two images differ, how much of an image is waste: read from any store.
+
+Every layer is streamed once per question (and once per ``diff`` for layers
+both images share), verified against its digest and diff_id as it goes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ocilab.errors import UnsupportedError
+from ocilab.layers.efficiency import Efficiency, measure
+from ocilab.layers.entries import Entry, read_layer
+from ocilab.layers.filediff import FileDifference, diff_files
+from ocilab.layers.merge import Change, MergedFilesystem
+from ocilab.model import Digest
+from ocilab.model import mediatype as mt
+from ocilab.stores.image import Image
+
+LayerCache = dict[Digest, list[Entry]]
+
+
+def layer_entries(image: Image, position: int) -> Iterator[Entry]:
+    """The entries of layer ``position``, verified (digest and diff_id) once fully consumed."""
+    layer = image.layers[position]
+    compression = mt.layer_compression(layer.media_type)
+    if compression is None:
+        raise UnsupportedError(f"{image.reference}: layer {position} has media type {layer.media_type!r}, not a layer")
+    what = f"{image.reference}: layer {position} ({layer.digest})"
+    return read_layer(image.open_layer(position), compression, layer.diff_id, what)
+
+
+def merge(
+    image: Image, upto: int | None = None, strict: bool = False, cache: LayerCache | None = None
+) -> tuple[MergedFilesystem, list[list[Change]]]:
+    """The filesystem after layers ``0..upto`` (all by default) and each layer's changes.
+
+    ``cache`` keeps the entries of layers whose diff_id is in it (as a key) so a
+    second image sharing them does not read them again.
+    """
+    last = len(image.layers) - 1 if upto is None else upto
+    if not -1 <= last < len(image.layers):
+        raise IndexError(f"{image.reference} has {len(image.layers)} layers; there is no layer {upto}")
+    filesystem = MergedFilesystem()
+    per_layer = []
+    for layer in image.layers[: last + 1]:
+        per_layer.append(filesystem.apply(_entries(image, layer.index, cache), strict))
+    return filesystem, per_layer
+
+
+def _entries(image: Image, position: int, cache: LayerCache | None) -> list[Entry]:
+    diff_id = image.layers[position].diff_id
+    if cache is not None and cache.get(diff_id):
+        return cache[diff_id]
+    entries = list(layer_entries(image, position))
+    if cache is not None and diff_id in cache:
+        cache[diff_id] = entries
+    return entries
+
+
+def changes(image: Image, layer: int | None = None, strict: bool = False) -> list[Change]:
+    """Every layer's changeset in layer order, or only layer ``layer``'s (applying those below it first)."""
+    _, per_layer = merge(image, upto=layer, strict=strict)
+    if layer is not None:
+        return per_layer[layer]
+    return [change for layer_changes in per_layer for change in layer_changes]
+
+
+@dataclass(frozen=True)
+class LayerSummary:
+    index: int
+    digest: Digest
+    diff_id: Digest
+    size: int
+    media_type: str
+    created_by: str | None
+    added: int
+    modified: int
+    removed: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "digest": str(self.digest),
+            "diff_id": str(self.diff_id),
+            "size": self.size,
+            "media_type": self.media_type,
+            "created_by": self.created_by,
+            "added": self.added,
+            "modified": self.modified,
+            "removed": self.removed,
+        }
+
+
+def layer_summaries(image: Image) -> list[LayerSummary]:
+    """One summary per layer: its descriptor, the build step that made it, and counts of its changes."""
+    _, per_layer = merge(image)
+    steps = [entry.created_by for entry in image.config.history if not entry.empty_layer]
+    return [
+        LayerSummary(
+            index=layer.index,
+            digest=layer.digest,
+            diff_id=layer.diff_id,
+            size=layer.size,
+            media_type=layer.media_type,
+            created_by=steps[layer.index] if layer.index < len(steps) else None,
+            added=sum(change.change == "added" for change in layer_changes),
+            modified=sum(change.change == "modified" for change in layer_changes),
+            removed=sum(change.change == "removed" for change in layer_changes),
+        )
+        for layer, layer_changes in zip(image.layers, per_layer, strict=True)
+    ]
+
+
+@dataclass(frozen=True)
+class ImageDiff:
+    """Files, config and layers: what changes from image ``a`` to image ``b``."""
+
+    files: list[FileDifference]
+    config: dict[str, dict[str, Any]]
+    shared_layers: list[Digest]
+    only_a: list[Digest]
+    only_b: list[Digest]
+
+
+def diff_images(a: Image, b: Image, strict: bool = False) -> ImageDiff:
+    """Compare the merged filesystems, the configs and the layer lists of two images."""
+    shared = {layer.diff_id for layer in a.layers} & {layer.diff_id for layer in b.layers}
+    cache: LayerCache = {diff_id: [] for diff_id in shared}
+    filesystem_a, _ = merge(a, strict=strict, cache=cache)
+    filesystem_b, _ = merge(b, strict=strict, cache=cache)
+    digests_a = [layer.digest for layer in a.layers]
+    digests_b = [layer.digest for layer in b.layers]
+    return ImageDiff(
+        files=diff_files(filesystem_a.entries, filesystem_b.entries, strict),
+        config=config_changes(a, b),
+        shared_layers=[digest for digest in digests_a if digest in digests_b],
+        only_a=[digest for digest in digests_a if digest not in digests_b],
+        only_b=[digest for digest in digests_b if digest not in digests_a],
+    )
+
+
+def config_changes(a: Image, b: Image) -> dict[str, dict[str, Any]]:
+    """Config keys whose values differ, each ``{"a": ..., "b": ...}``: the runtime config, platform and history."""
+    left: dict[str, Any] = dict(a.config.container_config)
+    right: dict[str, Any] = dict(b.config.container_config)
+    left["platform"], right["platform"] = str(a.platform), str(b.platform)
+    left["history"] = [entry.created_by for entry in a.config.history]
+    right["history"] = [entry.created_by for entry in b.config.history]
+    return {
+        key: {"a": left.get(key), "b": right.get(key)}
+        for key in sorted(left.keys() | right.keys())
+        if left.get(key) != right.get(key)
+    }
+
+
+def efficiency(image: Image) -> Efficiency:
+    """How much of the image's file bytes survive to the merged filesystem, and which paths waste the rest."""
+    filesystem, _ = merge(image)
+    return measure(filesystem)

@@ -1,0 +1,148 @@
+"""Layer entries: what one layer blob says about the filesystem, verified while it streams.
+
+``read_layer`` decompresses a layer blob (checking the compression against
+the media type), parses its tar stream, and yields one ``Entry`` per member
+with the path normalised to ``/a/b``. Whiteouts come out as entries of kind
+``whiteout`` (the path they hide) or ``opaque`` (the directory whose lower
+content they hide), as the image-spec's layer rules define them. When the
+stream ends, the uncompressed bytes are checked against the diff_id and the
+blob is read to its end so the store checks its digest.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ocilab.errors import InvalidInputError, VerificationError
+from ocilab.layers.compression import open_uncompressed
+from ocilab.layers.tarstream import TarHeader, read_tar
+from ocilab.model.digest import ByteSource, Digest, new_hasher
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+AUFS_META_PREFIX = ".wh..wh."
+MAX_LAYER_BYTES_ENV = "OCILAB_MAX_LAYER_BYTES"
+DEFAULT_MAX_LAYER_BYTES = 64 * 1024**3
+"""Cap on one layer's uncompressed bytes (decompression bombs); ``OCILAB_MAX_LAYER_BYTES`` overrides it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One path a layer sets (or, for whiteouts, hides).
+
+    ``kind`` is file, dir, symlink, hardlink, char, block, fifo, whiteout or
+    opaque. ``size`` and ``digest`` (sha256 hex of the content) are for regular
+    files only. ``link`` is a symlink's target as written, or a hard link's
+    target as a normalised ``/path``.
+    """
+
+    path: str
+    kind: str
+    size: int = 0
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    mtime: float = 0.0
+    link: str | None = None
+    digest: str | None = None
+    device: tuple[int, int] | None = None
+
+
+def max_layer_bytes() -> int:
+    """The uncompressed-size cap in force: ``OCILAB_MAX_LAYER_BYTES`` or the default."""
+    value = os.environ.get(MAX_LAYER_BYTES_ENV)
+    if value is None:
+        return DEFAULT_MAX_LAYER_BYTES
+    if not value.isdigit():
+        raise InvalidInputError(f"{MAX_LAYER_BYTES_ENV}={value!r} must be a number of bytes")
+    return int(value)
+
+
+def normalise(name: str, what: str) -> str:
+    """``./a//b/`` -> ``/a/b``; the root is ``/``. InvalidInputError for ``..`` components or NUL bytes."""
+    if "\x00" in name:
+        raise InvalidInputError(f"{what}: entry {name!r} has a NUL byte in its name")
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    if ".." in parts:
+        raise InvalidInputError(f"{what}: entry {name!r} has a '..' component; refusing it")
+    return "/" + "/".join(parts)
+
+
+def read_layer(
+    blob: ByteSource, compression: str, diff_id: Digest, what: str, limit: int | None = None
+) -> Iterator[Entry]:
+    """The entries of one layer blob, in tar order.
+
+    ``blob`` is the layer's (verifying) stream; ``compression`` is what its
+    media type promises. Raises InvalidInputError naming ``what`` and the entry
+    for unsafe names, bad whiteouts, duplicate paths or a malformed stream, and
+    VerificationError when the uncompressed bytes are not ``diff_id``. The
+    checks that need the whole stream run when the iterator is exhausted.
+    """
+    hasher = new_hasher(diff_id.algorithm)
+    seen: set[str] = set()
+    with open_uncompressed(blob, compression, what) as tar:
+        for header in read_tar(tar, hasher, max_layer_bytes() if limit is None else limit, what):
+            entry = _entry(header, what)
+            if entry is None:
+                continue
+            key = f"{entry.kind == 'opaque'}{entry.path}"
+            if key in seen:
+                raise InvalidInputError(f"{what}: {entry.path} appears twice in the layer")
+            seen.add(key)
+            yield entry
+        _drain(blob)
+    if hasher.hexdigest() != diff_id.encoded:
+        raise VerificationError(
+            f"{what}: uncompressed content is {diff_id.algorithm}:{hasher.hexdigest()},"
+            f" but the config's diff_id is {diff_id}"
+        )
+
+
+def _drain(blob: ByteSource) -> None:
+    """Read the compressed blob to its end, so its own digest check runs (and trailing garbage is seen)."""
+    while blob.read(1 << 20):
+        pass
+
+
+def _entry(header: TarHeader, what: str) -> Entry | None:
+    """The Entry for a tar member; None for the root directory and aufs metadata files."""
+    path = normalise(header.name, what)
+    if path == "/":
+        return None
+    directory, base = posixpath.split(path)
+    if base.startswith(WHITEOUT_PREFIX):
+        return _whiteout(header, directory, base, what)
+    link = header.linkname if header.kind == "symlink" else None
+    if header.kind == "hardlink":
+        link = normalise(header.linkname, what)
+        if link == "/":
+            raise InvalidInputError(f"{what}: hard link {path} points at the root directory")
+    return Entry(
+        path=path,
+        kind=header.kind,
+        size=header.size,
+        mode=header.mode,
+        uid=header.uid,
+        gid=header.gid,
+        mtime=header.mtime,
+        link=link,
+        digest=header.digest,
+        device=(header.devmajor, header.devminor) if header.kind in ("char", "block") else None,
+    )
+
+
+def _whiteout(header: TarHeader, directory: str, base: str, what: str) -> Entry | None:
+    if base == OPAQUE_MARKER:
+        return Entry(path=directory, kind="opaque")
+    if base.startswith(AUFS_META_PREFIX):
+        return None  # aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): not part of the filesystem
+    hidden = base[len(WHITEOUT_PREFIX) :]
+    if hidden in ("", ".", ".."):
+        raise InvalidInputError(f"{what}: whiteout {posixpath.join(directory, base)!r} names no file")
+    if header.kind != "file":
+        raise InvalidInputError(f"{what}: whiteout {posixpath.join(directory, base)!r} is a {header.kind}, not a file")
+    return Entry(path=posixpath.join(directory, hidden), kind="whiteout")

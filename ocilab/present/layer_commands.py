@@ -1,0 +1,157 @@
+"""The layer commands of the CLI: ``layers``, ``changes``, ``diff`` and ``efficiency``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ocilab.model import mediatype as mt
+from ocilab.present.rows import change_rows, diff_document, efficiency_document
+from ocilab.present.text import human_size, parse_size, print_json, table
+
+EXIT_OK, EXIT_THRESHOLD = 0, 1
+DEFAULT_LOWEST_EFFICIENCY = 0.9
+
+
+def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """Add the four commands to the CLI's subparsers; ``common`` adds --json and --tls-verify."""
+    layers = commands.add_parser("layers", help="each layer: descriptor, build step, and counts of its changes")
+    layers.add_argument("reference", metavar="REF")
+    common(layers)
+    layers.set_defaults(handler=_layers)
+
+    changes = commands.add_parser("changes", help="what each layer adds, modifies and removes")
+    changes.add_argument("reference", metavar="REF")
+    changes.add_argument("--layer", type=int, metavar="N", help="only layer N (0 is the base)")
+    changes.add_argument("--strict", action="store_true", help="a different mtime alone counts as a modification")
+    common(changes)
+    changes.set_defaults(handler=_changes)
+
+    diff = commands.add_parser("diff", help="files, config and layers that differ between two images")
+    diff.add_argument("reference_a", metavar="REF_A")
+    diff.add_argument("reference_b", metavar="REF_B")
+    diff.add_argument("--strict", action="store_true", help="a different mtime alone counts as a modification")
+    common(diff)
+    diff.set_defaults(handler=_diff)
+
+    efficiency = commands.add_parser("efficiency", help="bytes shipped in layers but hidden in the final filesystem")
+    efficiency.add_argument("reference", metavar="REF")
+    efficiency.add_argument("--ci", action="store_true", help="exit 1 when a threshold is crossed")
+    efficiency.add_argument(
+        "--lowest-efficiency", type=float, metavar="RATIO", help=f"with --ci (default {DEFAULT_LOWEST_EFFICIENCY})"
+    )
+    efficiency.add_argument("--highest-wasted-bytes", type=parse_size, metavar="SIZE", help="e.g. 20MB, 5MiB")
+    efficiency.add_argument("--highest-wasted-percent", type=float, metavar="PERCENT", help="0-100")
+    efficiency.add_argument("--top", type=int, default=20, metavar="N", help="paths listed in the table (default 20)")
+    common(efficiency)
+    efficiency.set_defaults(handler=_efficiency)
+
+
+def _open(reference: str, args: argparse.Namespace) -> Any:
+    from ocilab.api import open as open_image
+
+    return open_image(reference, tls_verify=args.tls_verify == "true")
+
+
+def _layers(args: argparse.Namespace) -> int:
+    from ocilab.engines.analysis import layer_summaries
+
+    with _open(args.reference, args) as image:
+        summaries = layer_summaries(image)
+    if args.json:
+        print_json([summary.to_json() for summary in summaries])
+        return EXIT_OK
+    rows = [
+        (s.index, str(s.digest)[:19], human_size(s.size), mt.short_name(s.media_type), s.added, s.modified, s.removed,
+         s.created_by)
+        for s in summaries
+    ]  # fmt: skip
+    print(table(["#", "digest", "size", "type", "added", "modified", "removed", "created by"], rows))
+    return EXIT_OK
+
+
+def _changes(args: argparse.Namespace) -> int:
+    from ocilab.engines.analysis import changes
+
+    with _open(args.reference, args) as image:
+        rows = change_rows(changes(image, args.layer, args.strict))
+    if args.json:
+        print_json(rows)
+        return EXIT_OK
+    marks = {"added": "A", "modified": "M", "removed": "D"}
+    print(table(["layer", "", "type", "size", "path"], [
+        (r["layer"], marks[r["change"]], r["type"], human_size(r["size"]) if r["type"] == "file" else "", r["path"])
+        for r in rows
+    ], max_width=120))  # fmt: skip
+    return EXIT_OK
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from ocilab.engines.analysis import diff_images
+
+    with _open(args.reference_a, args) as a, _open(args.reference_b, args) as b:
+        document = diff_document(diff_images(a, b, args.strict))
+    if args.json:
+        print_json(document)
+        return EXIT_OK
+    marks = {"added": "A", "modified": "M", "removed": "D"}
+    print(table(["", "type", "size a", "size b", "path"], [
+        (marks[f["change"]], f["type"], _size(f["size_a"]), _size(f["size_b"]), f["path"]) for f in document["files"]
+    ], max_width=120))  # fmt: skip
+    if document["config"]:
+        print("\nconfig:")
+        for key, values in document["config"].items():
+            print(f"  {key}: {json.dumps(values['a'])} -> {json.dumps(values['b'])}")
+    layers = document["layers"]
+    counts = (len(layers["shared"]), len(layers["only_a"]), len(layers["only_b"]))
+    print("\nlayers: {} shared, {} only in A, {} only in B".format(*counts))
+    return EXIT_OK
+
+
+def _size(value: int | None) -> str:
+    return "" if value is None else human_size(value)
+
+
+def _efficiency(args: argparse.Namespace) -> int:
+    from ocilab.engines.analysis import efficiency
+
+    with _open(args.reference, args) as image:
+        document = efficiency_document(efficiency(image))
+    failures = _threshold_failures(document, args) if args.ci else []
+    if args.ci:
+        document["ci"] = {"passed": not failures, "failures": failures}
+    if args.json:
+        print_json(document)
+    else:
+        print(
+            f"efficiency {document['efficiency']:.4f}   total {human_size(document['total_bytes'])}   final"
+            f" {human_size(document['final_bytes'])}   wasted {human_size(document['wasted_bytes'])}"
+            f" ({document['wasted_percent']:.2f}%)\n"
+        )
+        rows = [
+            (f["occurrences"], human_size(f["wasted_bytes"]), "yes" if f["visible"] else "no", f["path"])
+            for f in document["files"][: args.top]
+        ]
+        print(table(["copies", "wasted", "visible", "path"], rows, max_width=120))
+        for failure in failures:
+            print(f"FAIL {failure}")
+    return EXIT_THRESHOLD if failures else EXIT_OK
+
+
+def _threshold_failures(document: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """Each threshold crossed, in words; efficiency defaults to 0.9 as dive's CI mode does."""
+    failures = []
+    lowest = DEFAULT_LOWEST_EFFICIENCY if args.lowest_efficiency is None else args.lowest_efficiency
+    if document["efficiency"] < lowest:
+        failures.append(f"efficiency {document['efficiency']:.6g} is below the lowest allowed {lowest}")
+    if args.highest_wasted_bytes is not None and document["wasted_bytes"] > args.highest_wasted_bytes:
+        failures.append(
+            f"{document['wasted_bytes']} wasted bytes is above the highest allowed {args.highest_wasted_bytes}"
+        )
+    if args.highest_wasted_percent is not None and document["wasted_percent"] > args.highest_wasted_percent:
+        failures.append(
+            f"{document['wasted_percent']:.2f}% wasted is above the highest allowed {args.highest_wasted_percent}%"
+        )
+    return failures
