@@ -98,7 +98,7 @@ class MergedFilesystem:
         return (entry for entry in self.entries.values() if entry.kind == "file")
 
     def _set(self, layer: int, entry: Entry, hidden: dict[str, Entry], strict: bool) -> list[Change]:
-        changes = self._ensure_parents(layer, entry.path, hidden)
+        changes = self._ensure_parents(layer, entry.path, hidden, strict)
         old = self.entries.get(entry.path) or hidden.pop(entry.path, None)
         if old is not None and old.kind == "dir" and entry.kind != "dir":
             for child in list(self._children.get(entry.path, ())):
@@ -114,7 +114,8 @@ class MergedFilesystem:
             changes.append(Change(layer, entry.path, "modified", entry))
         return changes
 
-    def _ensure_parents(self, layer: int, path: str, hidden: dict[str, Entry]) -> list[Change]:
+    def _ensure_parents(self, layer: int, path: str, hidden: dict[str, Entry], strict: bool) -> list[Change]:
+        """Create the missing parents of ``path`` as implicit directories (replacing any hidden this layer)."""
         missing = []
         parent = posixpath.dirname(path)
         while parent != "/" and parent not in self.entries:
@@ -122,9 +123,13 @@ class MergedFilesystem:
             parent = posixpath.dirname(parent)
         changes = []
         for directory in reversed(missing):
-            implicit = hidden.pop(directory, None) or Entry(directory, "dir", mode=0o755)
+            implicit = Entry(directory, "dir", mode=0o755)
+            old = hidden.pop(directory, None)
             self._put(implicit, layer)
-            changes.append(Change(layer, directory, "added", implicit))
+            if old is None:
+                changes.append(Change(layer, directory, "added", implicit))
+            elif differs(old, implicit, strict):
+                changes.append(Change(layer, directory, "modified", implicit))
         return changes
 
     def _put(self, entry: Entry, layer: int) -> None:
