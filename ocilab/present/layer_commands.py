@@ -103,11 +103,15 @@ def _diff(args: argparse.Namespace) -> int:
     if document["config"]:
         print("\nconfig:")
         for key, values in document["config"].items():
-            print(f"  {key}: {json.dumps(values['a'])} -> {json.dumps(values['b'])}")
+            print(f"  {key}: {_cut(json.dumps(values['a']))} -> {_cut(json.dumps(values['b']))}")
     layers = document["layers"]
     counts = (len(layers["shared"]), len(layers["only_a"]), len(layers["only_b"]))
     print("\nlayers: {} shared, {} only in A, {} only in B".format(*counts))
     return EXIT_OK
+
+
+def _cut(text: str, width: int = 160) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _size(value: int | None) -> str:
@@ -126,7 +130,7 @@ def _efficiency(args: argparse.Namespace) -> int:
         print_json(document)
     else:
         print(
-            f"efficiency {document['efficiency']:.4f}   total {human_size(document['total_bytes'])}   final"
+            f"efficiency {document['efficiency']:.3%}   total {human_size(document['total_bytes'])}   final"
             f" {human_size(document['final_bytes'])}   wasted {human_size(document['wasted_bytes'])}"
             f" ({document['wasted_percent']:.2f}%)\n"
         )
