@@ -8,6 +8,7 @@ from ocilab.present.text import human_size
 from ocilab.stores.image import Image
 
 if TYPE_CHECKING:
+    import pandas
     from matplotlib.axes import Axes
 
 
@@ -40,3 +41,19 @@ def layer_sizes(image: Image, ax: Axes | None = None) -> Axes:
 def _short(command: str | None, width: int = 40) -> str:
     text = " ".join((command or "?").replace("/bin/sh -c #(nop) ", "").replace("/bin/sh -c ", "RUN ").split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def layer_changes(summary: pandas.DataFrame, ax: Axes | None = None) -> Axes:
+    """Stacked bars per layer of paths added, modified and removed, from ``ocilab.layers(image)``."""
+    ax = _axes(ax, (8, 1.2 + 0.5 * len(summary)))
+    left = [0] * len(summary)
+    for change, color in (("added", "tab:green"), ("modified", "tab:orange"), ("removed", "tab:red")):
+        counts = list(summary[change])
+        ax.barh(range(len(summary)), counts, left=left, color=color, label=change)
+        left = [a + b for a, b in zip(left, counts, strict=True)]
+    ax.set_yticks(range(len(summary)), [f"{row.index}: {_short(row.created_by)}" for row in summary.itertuples()])
+    ax.invert_yaxis()
+    ax.set_xlabel("paths")
+    ax.set_title("What each layer changes")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax
