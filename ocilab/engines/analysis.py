@@ -46,7 +46,8 @@ def merge(
     filesystem = MergedFilesystem()
     per_layer = []
     for layer in image.layers[: last + 1]:
-        per_layer.append(filesystem.apply(_entries(image, layer.index, cache), strict))
+        what = f"{image.reference}: layer {layer.index} ({layer.digest})"
+        per_layer.append(filesystem.apply(_entries(image, layer.index, cache), strict, what))
     return filesystem, per_layer
 
 

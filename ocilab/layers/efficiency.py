@@ -55,14 +55,23 @@ class Efficiency:
 
 
 def measure(filesystem: MergedFilesystem) -> Efficiency:
-    """The efficiency of a fully merged image; ``files`` sorted by wasted bytes, largest first."""
-    final = {entry.path: entry.size for entry in filesystem.files()}
-    total = 0
+    """The efficiency of a fully merged image; ``files`` sorted by wasted bytes, largest first.
+
+    Bytes are counted per inode: a file written once and hard-linked twice is
+    counted once, and stays visible as long as one of its names does.
+    """
+    visible = filesystem.visible_inodes()
+    by_path: dict[str, list[int]] = {}
+    for inode, written in enumerate(filesystem.written):
+        by_path.setdefault(written.path, []).append(inode)
+    total = final = 0
     wasted = []
-    for path, written in filesystem.written.items():
-        total += written.size
-        loss = written.size - final.get(path, 0)
-        if loss > 0 or written.occurrences > 1:
-            wasted.append(WastedPath(path, written.occurrences, loss, path in final))
+    for path, inodes in by_path.items():
+        sizes = [filesystem.written[inode].size for inode in inodes]
+        loss = sum(size for inode, size in zip(inodes, sizes, strict=True) if inode not in visible)
+        total += sum(sizes)
+        final += sum(sizes) - loss
+        if loss > 0 or len(inodes) > 1:
+            wasted.append(WastedPath(path, len(inodes), loss, path in filesystem.entries))
     wasted.sort(key=lambda item: (-item.wasted_bytes, item.path))
-    return Efficiency(total, sum(final.values()), tuple(wasted))
+    return Efficiency(total, final, tuple(wasted))

@@ -89,7 +89,8 @@ def read_layer(
             entry = _entry(header, what)
             if entry is None:
                 continue
-            key = f"{entry.kind == 'opaque'}{entry.path}"
+            # A whiteout and an entry of the same path may share a layer: the whiteout acts on lower layers only.
+            key = f"{entry.kind if entry.kind in ('whiteout', 'opaque') else ''}:{entry.path}"
             if key in seen:
                 raise InvalidInputError(f"{what}: {entry.path} appears twice in the layer")
             seen.add(key)

@@ -12,9 +12,10 @@ unpackers create them.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 
+from ocilab.errors import InvalidInputError
 from ocilab.layers.entries import Entry
 
 CHANGES = ("added", "modified", "removed")
@@ -44,28 +45,39 @@ def differs(old: Entry, new: Entry, strict: bool = False) -> bool:
     )
 
 
-@dataclass(slots=True)
-class _PathBytes:
-    occurrences: int = 0
-    size: int = 0
+@dataclass(frozen=True, slots=True)
+class WrittenFile:
+    """A regular file some layer wrote: the path it was written at and its size (an inode, for efficiency)."""
+
+    path: str
+    size: int
 
 
 @dataclass
 class MergedFilesystem:
     """What a container sees after the layers applied so far; ``entries`` maps ``/path`` to its Entry.
 
-    Also keeps, for efficiency reports, every regular file written at each path
-    across layers (``written``) and the layer that set each visible path (``origin``).
+    Regular files are inodes: every file a layer writes is a new one
+    (``written``, in order: where it was written and its size), and ``inode``
+    maps each visible file or hard link to its inode. A hard link shares its
+    target's inode, so it carries the target's content (its Entry's ``digest``
+    and ``size``) and keeps it when the target is later rewritten or removed,
+    as the layer rules' unlink-and-recreate semantics have it. ``origin`` is the
+    layer that set each visible path.
     """
 
     entries: dict[str, Entry] = field(default_factory=dict)
     origin: dict[str, int] = field(default_factory=dict)
-    written: dict[str, _PathBytes] = field(default_factory=dict)
+    inode: dict[str, int] = field(default_factory=dict)
+    written: list[WrittenFile] = field(default_factory=list)
     layers: int = 0
     _children: dict[str, set[str]] = field(default_factory=dict, repr=False)
 
-    def apply(self, entries: Iterable[Entry], strict: bool = False) -> list[Change]:
-        """Lay one layer on top; the changes it makes, sorted by path."""
+    def apply(self, entries: Iterable[Entry], strict: bool = False, what: str = "layer") -> list[Change]:
+        """Lay one layer on top; the changes it makes, sorted by path.
+
+        InvalidInputError (naming ``what``) for a hard link whose target is not a regular file.
+        """
         layer = self.layers
         self.layers += 1
         opaque: list[str] = []
@@ -86,33 +98,51 @@ class MergedFilesystem:
             if path in self.entries:
                 hidden.update(self._remove(path))
         changes: list[Change] = []
-        sets.sort(key=lambda entry: entry.path)
+        # Hard links last: their targets may sort after them, and must be in place to be linked to.
+        sets.sort(key=lambda entry: (entry.kind == "hardlink", entry.path))
         for entry in sets:
-            changes += self._set(layer, entry, hidden, strict)
+            changes += self._set(layer, entry, hidden, strict, what)
         changes += [Change(layer, path, "removed", entry) for path, entry in hidden.items()]
         changes.sort(key=lambda change: change.path)
         return changes
 
-    def files(self) -> Iterator[Entry]:
-        """The visible regular files."""
-        return (entry for entry in self.entries.values() if entry.kind == "file")
+    def visible_inodes(self) -> set[int]:
+        """The inodes some visible file or hard link still names."""
+        return set(self.inode.values())
 
-    def _set(self, layer: int, entry: Entry, hidden: dict[str, Entry], strict: bool) -> list[Change]:
+    def _set(self, layer: int, entry: Entry, hidden: dict[str, Entry], strict: bool, what: str) -> list[Change]:
+        inode = None
+        if entry.kind == "hardlink":
+            entry, inode = self._linked(entry, what)
+        elif entry.kind == "file":
+            inode = len(self.written)
+            self.written.append(WrittenFile(entry.path, entry.size))
         changes = self._ensure_parents(layer, entry.path, hidden, strict)
         old = self.entries.get(entry.path) or hidden.pop(entry.path, None)
         if old is not None and old.kind == "dir" and entry.kind != "dir":
             for child in list(self._children.get(entry.path, ())):
                 hidden.update(self._remove(child))
-        if entry.kind == "file":
-            stats = self.written.setdefault(entry.path, _PathBytes())
-            stats.occurrences += 1
-            stats.size += entry.size
         self._put(entry, layer)
+        if inode is None:
+            self.inode.pop(entry.path, None)
+        else:
+            self.inode[entry.path] = inode
         if old is None:
             changes.append(Change(layer, entry.path, "added", entry))
         elif differs(old, entry, strict):
             changes.append(Change(layer, entry.path, "modified", entry))
         return changes
+
+    def _linked(self, entry: Entry, what: str) -> tuple[Entry, int]:
+        """The hard link with its target's content, and the target's inode."""
+        assert entry.link is not None
+        inode = self.inode.get(entry.link)
+        if inode is None or entry.link == entry.path:
+            raise InvalidInputError(
+                f"{what}: hard link {entry.path} points at {entry.link}, which is not a regular file at that point"
+            )
+        target = self.entries[entry.link]
+        return replace(entry, size=target.size, digest=target.digest), inode
 
     def _ensure_parents(self, layer: int, path: str, hidden: dict[str, Entry], strict: bool) -> list[Change]:
         """Create the missing parents of ``path`` as implicit directories (replacing any hidden this layer)."""
@@ -147,6 +177,7 @@ class MergedFilesystem:
             if entry is None:
                 continue
             del self.origin[current]
+            self.inode.pop(current, None)
             removed[current] = entry
             stack.extend(self._children.pop(current, ()))
         siblings = self._children.get(posixpath.dirname(path))
