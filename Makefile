@@ -9,6 +9,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Notebooks' shell cells (!ocilab ...) and subprocesses find the kit's commands first.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
+# Property-test examples are cached with the other local state, not in the work tree.
+export HYPOTHESIS_STORAGE_DIRECTORY := $(CURDIR)/.lab/hypothesis
 ARGS ?=
 PYTEST_ARGS ?=
 # JupyterLab refuses to run as root unless told to.

@@ -10,7 +10,16 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ocilab"
 LAYERS = {"errors": 0, "model": 1, "layers": 2, "stores": 3, "engines": 4, "present": 5, "api": 5, "cli": 5}
-THIRD_PARTY_FORBIDDEN_IN_MODEL = {"requests", "docker", "pandas", "matplotlib", "ipywidgets", "tqdm", "zstandard"}
+THIRD_PARTY_FORBIDDEN_IN_MODEL = {
+    "requests",
+    "docker",
+    "pandas",
+    "matplotlib",
+    "ipywidgets",
+    "tqdm",
+    "zlib_ng",
+    "backports",
+}
 
 
 def layer_of(module: str) -> int | None:

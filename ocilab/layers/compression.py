@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - depends on what is installed
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 COMPRESSIONS = ("none", "gzip", "zstd")
-_DECODER_MODULES = {"zstandard", "zlib_ng", "isal"}
+_DECODER_MODULES = {"compression", "backports", "zlib_ng", "isal"}
 
 
 def detect(head: bytes) -> str:
@@ -114,7 +114,14 @@ def open_uncompressed(stream: ByteSource, expected: str, what: str) -> BinaryIO:
     if expected == "gzip":
         inner: BinaryIO = _GzipReader(fileobj=raw, mode="rb")  # type: ignore[assignment]
     else:
-        import zstandard
-
-        inner = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
+        inner = _zstd_reader(raw)
     return io.BufferedReader(_CheckedDecompressor(inner, what, expected), buffer_size=1 << 20)
+
+
+def _zstd_reader(raw: BinaryIO) -> BinaryIO:
+    """A zstd decoder (Python 3.14's ``compression.zstd``, or its backport) that reports truncated frames."""
+    try:
+        from compression.zstd import ZstdFile  # type: ignore[import-not-found]
+    except ImportError:
+        from backports.zstd import ZstdFile
+    return ZstdFile(raw, mode="rb")

@@ -112,14 +112,14 @@ def _drain(blob: ByteSource) -> None:
 def _entry(header: TarHeader, what: str) -> Entry | None:
     """The Entry for a tar member; None for the root directory and aufs metadata files."""
     path = normalise(header.name, what)
-    if path == "/":
-        return None
+    if path == "/" or AUFS_META_PREFIX in path and _under_aufs_metadata(path):
+        return None  # the root itself, or aufs bookkeeping (.wh..wh.plnk/..., .wh..wh.aufs): not part of the filesystem
     directory, base = posixpath.split(path)
     if base.startswith(WHITEOUT_PREFIX):
         return _whiteout(header, directory, base, what)
     link = header.linkname if header.kind == "symlink" else None
     if header.kind == "hardlink":
-        link = normalise(header.linkname, what)
+        link = normalise(header.linkname, f"{what}: hard link {path}")
         if link == "/":
             raise InvalidInputError(f"{what}: hard link {path} points at the root directory")
     return Entry(
@@ -139,11 +139,14 @@ def _entry(header: TarHeader, what: str) -> Entry | None:
 def _whiteout(header: TarHeader, directory: str, base: str, what: str) -> Entry | None:
     if base == OPAQUE_MARKER:
         return Entry(path=directory, kind="opaque")
-    if base.startswith(AUFS_META_PREFIX):
-        return None  # aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): not part of the filesystem
     hidden = base[len(WHITEOUT_PREFIX) :]
     if hidden in ("", ".", ".."):
         raise InvalidInputError(f"{what}: whiteout {posixpath.join(directory, base)!r} names no file")
     if header.kind != "file":
         raise InvalidInputError(f"{what}: whiteout {posixpath.join(directory, base)!r} is a {header.kind}, not a file")
     return Entry(path=posixpath.join(directory, hidden), kind="whiteout")
+
+
+def _under_aufs_metadata(path: str) -> bool:
+    """True for aufs bookkeeping (``.wh..wh.plnk``, ``.wh..wh.aufs`` and what is under them)."""
+    return any(part.startswith(AUFS_META_PREFIX) and part != OPAQUE_MARKER for part in path.split("/"))

@@ -245,15 +245,11 @@ def _pax_records(payload: bytes, what: str) -> dict[str, str]:
     position = 0
     while position < len(payload):
         space = payload.find(b" ", position)
-        if space < 0:
-            break
-        try:
-            length = int(payload[position:space])
-        except ValueError:
-            raise InvalidInputError(f"{what}: malformed pax header record") from None
+        length_text = payload[position:space] if space > position else b""
+        length = int(length_text) if length_text.isdigit() else 0
         record = payload[space + 1 : position + length]
-        if length <= 0 or not record.endswith(b"\n") or b"=" not in record:
-            raise InvalidInputError(f"{what}: malformed pax header record")
+        if length <= 0 or position + length > len(payload) or not record.endswith(b"\n") or b"=" not in record:
+            raise InvalidInputError(f"{what}: malformed pax header record at byte {position}")
         name, _, value = record[:-1].partition(b"=")
         records[name.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
         position += length
