@@ -51,6 +51,7 @@ class LayoutWriter:
                 spool.write(chunk)
                 size += len(chunk)
         digest = Digest("sha256", hasher.hexdigest())
+        os.chmod(spool.name, 0o644)  # as put_bytes' blobs: temporary files are created private
         os.replace(spool.name, self._work / blob_path(digest))
         return Descriptor(media_type, digest, size)
 
