@@ -18,7 +18,7 @@ from ocilab.model import MAX_DOCUMENT_BYTES, parse_config, parse_descriptor, par
 from ocilab.present.layer_commands import register as register_layer_commands
 from ocilab.present.text import human_size, print_json, table
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_INVALID = 0, 1  # argparse exits 2 on usage errors
 DOCUMENT_PARSERS: dict[str, Callable[[bytes, str], Any]] = {
     "descriptor": parse_descriptor,
     "manifest": parse_manifest,

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field, replace
 from ocilab.errors import InvalidInputError
 from ocilab.layers.entries import Entry
 
-CHANGES = ("added", "modified", "removed")
-
 
 @dataclass(frozen=True, slots=True)
 class Change:

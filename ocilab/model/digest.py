@@ -93,11 +93,6 @@ class Digest:
         return self.algorithm in _REGISTERED_LENGTHS
 
     @property
-    def hex(self) -> str:
-        """The encoded part (hex for registered algorithms)."""
-        return self.encoded
-
-    @property
     def short(self) -> str:
         """The first 12 characters of the encoded part, as Docker shows image IDs."""
         return self.encoded[:12]
