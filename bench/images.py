@@ -312,19 +312,8 @@ def _write_layout(destination: Path, layers: list[_Layer]) -> None:
             "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
             "history": [{"created": created, "created_by": layer.created_by} for layer in layers],
         }
-        config_descriptor = writer.put_bytes(_canonical(config), mt.OCI_CONFIG)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": mt.OCI_MANIFEST,
-            "config": config_descriptor.to_json(),
-            "layers": [descriptor.to_json() for descriptor in descriptors],
-        }
-        writer.tag(writer.put_bytes(_canonical(manifest), mt.OCI_MANIFEST), TAG)
+        writer.put_image(config, descriptors, TAG)
         writer.commit()
-
-
-def _canonical(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, separators=(",", ":")).encode()
 
 
 # Figures: measured from the layout itself (Python's tarfile) and from a umoci unpack, cached beside the layout.

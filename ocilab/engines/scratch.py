@@ -10,13 +10,12 @@ busybox binary always gives the same digests.
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,19 +58,8 @@ def busybox_layout(destination: Path, tag: str = "latest", busybox: Path = HOST_
             "history": [{"created": created, "created_by": command} for command, _ in steps]
             + [{"created": created, "created_by": 'CMD ["/bin/sh"]', "empty_layer": True}],
         }
-        config_descriptor = writer.put_bytes(_canonical(config), mt.OCI_CONFIG)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": mt.OCI_MANIFEST,
-            "config": config_descriptor.to_json(),
-            "layers": [layer.to_json() for layer in layers],
-        }
-        writer.tag(writer.put_bytes(_canonical(manifest), mt.OCI_MANIFEST), tag)
+        writer.put_image(config, layers, tag)
         return writer.commit()
-
-
-def _canonical(document: Mapping[str, object]) -> bytes:
-    return json.dumps(document, separators=(",", ":")).encode()
 
 
 def _architecture() -> str:

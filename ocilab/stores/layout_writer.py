@@ -11,13 +11,14 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from ocilab.errors import InvalidInputError
 from ocilab.model import Descriptor, Digest
 from ocilab.model.digest import CHUNK_SIZE, new_hasher
-from ocilab.model.mediatype import OCI_INDEX, OCI_LAYOUT_VERSION
+from ocilab.model.mediatype import OCI_CONFIG, OCI_INDEX, OCI_LAYOUT_VERSION, OCI_MANIFEST
 from ocilab.stores.layout import REF_NAME, blob_path
 
 
@@ -55,6 +56,19 @@ class LayoutWriter:
         os.replace(spool.name, self._work / blob_path(digest))
         return Descriptor(media_type, digest, size)
 
+    def put_image(self, config: Mapping[str, object], layers: Sequence[Descriptor], tag: str) -> Descriptor:
+        """Store ``config`` and an OCI manifest over ``layers`` (compact JSON), tagged ``tag``; its descriptor."""
+        config_descriptor = self.put_bytes(_compact(config), OCI_CONFIG)
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config_descriptor.to_json(),
+            "layers": [layer.to_json() for layer in layers],
+        }
+        descriptor = self.put_bytes(_compact(manifest), OCI_MANIFEST)
+        self.tag(descriptor, tag)
+        return descriptor
+
     def tag(self, descriptor: Descriptor, tag: str) -> None:
         """List ``descriptor`` in index.json under the ref.name ``tag``."""
         annotations = dict(descriptor.annotations, **{REF_NAME: tag})
@@ -82,3 +96,7 @@ class LayoutWriter:
     def __exit__(self, kind: object, *rest: object) -> None:
         if kind is not None:
             self.abort()
+
+
+def _compact(document: Mapping[str, object]) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
