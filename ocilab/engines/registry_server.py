@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 import weakref
@@ -46,11 +47,18 @@ class RegistryServer:
 
     ``port`` None picks a free port when the server is created; it stays the
     same across restarts. With ``htpasswd`` (a bcrypt htpasswd file) the
-    registry demands Basic authentication. Use as a context manager, or call
-    ``start()`` and ``stop()``.
+    registry demands Basic authentication. With ``tls`` (a PEM certificate and
+    its key) it serves HTTPS instead of plain HTTP. Use as a context manager,
+    or call ``start()`` and ``stop()``.
     """
 
-    def __init__(self, data_dir: Path, port: int | None = None, htpasswd: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        htpasswd: Path | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         binary = find_registry_binary()
         if binary is None:
             raise ComponentUnavailableError(
@@ -61,6 +69,7 @@ class RegistryServer:
         self._data_dir = Path(data_dir).resolve()
         self._port = port if port is not None else _free_port()
         self._htpasswd = Path(htpasswd).resolve() if htpasswd is not None else None
+        self._tls = (Path(tls[0]).resolve(), Path(tls[1]).resolve()) if tls is not None else None
         self._process: subprocess.Popen[bytes] | None = None
         self._reaper: weakref.finalize[[subprocess.Popen[bytes]], RegistryServer] | None = None
         self._log: IO[bytes] | None = None
@@ -72,8 +81,8 @@ class RegistryServer:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://{self.host}"
+        """``http://127.0.0.1:PORT``, or ``https://`` when serving TLS."""
+        return f"{'https' if self._tls else 'http'}://{self.host}"
 
     @property
     def port(self) -> int:
@@ -205,6 +214,12 @@ class RegistryServer:
             "  headers:",
             "    X-Content-Type-Options: [nosniff]",
         ]
+        if self._tls is not None:
+            lines += [
+                "  tls:",
+                f"    certificate: {_quote(str(self._tls[0]))}",
+                f"    key: {_quote(str(self._tls[1]))}",
+            ]
         if self._htpasswd is not None:
             lines += [
                 "auth:",
@@ -223,7 +238,7 @@ class RegistryServer:
                     f"the registry ({self._binary}) exited with code {self._process.returncode} while starting"
                     f" on {self.host}; its log {self.log_path} ends with:\n{self.log_tail()}"
                 )
-            if _answers(self.host):
+            if _answers(self.host, tls=self._tls is not None):
                 return
             time.sleep(0.1)
         raise ComponentUnavailableError(
@@ -264,10 +279,20 @@ def _port_is_free(port: int) -> bool:
         return True
 
 
-def _answers(host: str) -> bool:
-    """True when an HTTP server answers ``GET /v2/`` on ``host`` (any status, 401 included)."""
+def _answers(host: str, tls: bool = False) -> bool:
+    """True when an HTTP(S) server answers ``GET /v2/`` on ``host`` (any status, 401 included).
+
+    Over TLS the certificate is not checked here: this only asks whether the process is up.
+    """
     hostname, _, port = host.rpartition(":")
-    connection = http.client.HTTPConnection(hostname, int(port), timeout=1.0)
+    connection: http.client.HTTPConnection
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        connection = http.client.HTTPSConnection(hostname, int(port), timeout=1.0, context=context)
+    else:
+        connection = http.client.HTTPConnection(hostname, int(port), timeout=1.0)
     try:
         connection.request("GET", "/v2/")
         connection.getresponse().read()

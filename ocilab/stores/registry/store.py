@@ -16,6 +16,7 @@ import io
 import ipaddress
 import json
 import re
+from pathlib import Path
 from typing import Any, BinaryIO, cast
 from urllib.parse import urljoin
 
@@ -45,7 +46,8 @@ class RegistryStore(Store):
 
     ``insecure`` None speaks plain HTTP to loopback hosts and HTTPS to the
     rest; True forces HTTP, False forces HTTPS. ``tls_verify`` False skips
-    certificate checks. ``credentials`` None reads Docker's config.json (see
+    certificate checks; ``ca_file`` is a PEM bundle to verify against instead
+    of the system's. ``credentials`` None reads Docker's config.json (see
     ``ocilab.stores.registry.auth``). ``transport`` replaces the HTTP layer
     (tests inject failures with it); the store closes it in ``close()``.
     """
@@ -55,6 +57,7 @@ class RegistryStore(Store):
         reference: Reference,
         *,
         tls_verify: bool = True,
+        ca_file: Path | None = None,
         insecure: bool | None = None,
         credentials: Credentials | None = None,
         transport: Transport | None = None,
@@ -65,7 +68,8 @@ class RegistryStore(Store):
         plain_http = loopback if insecure is None else insecure
         api_host = DOCKER_HUB_API if reference.host == "docker.io" else reference.host
         self.base_url = f"{'http' if plain_http else 'https'}://{api_host}"
-        self._transport = transport or RequestsTransport(verify=tls_verify, trust_env=not loopback)
+        verify: bool | str = str(ca_file) if tls_verify and ca_file is not None else tls_verify
+        self._transport = transport or RequestsTransport(verify=verify, trust_env=not loopback)
         self._docker_config = DockerConfig()
         found = credentials or self._docker_config.credentials(reference.host)
         self._auth = Authenticator(self._transport, reference.host, found)
@@ -202,6 +206,8 @@ class RegistryStore(Store):
             said = f" ({detail})" if detail else ""
             return NotFoundError(f"{self.reference}: {what} not found on {self.ref.host}{said}")
         said = f": {detail}" if detail else ""
+        if response.status == 400 and url.startswith("http://"):
+            said += " (if this registry serves only HTTPS, open it with insecure=False)"
         return RegistryError(f"{self.reference}: GET {url} answered HTTP {response.status}{said}", response.status)
 
     def _refused(self, status: int, detail: str) -> AuthenticationError:

@@ -12,6 +12,7 @@ connect or to keep reading become ComponentUnavailableError naming the URL.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -58,12 +59,14 @@ class Transport(Protocol):
 class RequestsTransport:
     """The default transport, on a ``requests.Session``.
 
-    ``verify`` False skips TLS certificate checks. ``trust_env`` False ignores
+    ``verify`` False skips TLS certificate checks; a path names the CA bundle to use. ``trust_env`` False ignores
     proxy variables and .netrc (the store passes False for loopback hosts,
     which are never proxied, as Go's tools do).
     """
 
-    def __init__(self, verify: bool = True, trust_env: bool = True, timeout: tuple[float, float] | None = None) -> None:
+    def __init__(
+        self, verify: bool | str = True, trust_env: bool = True, timeout: tuple[float, float] | None = None
+    ) -> None:
         self._session = requests.Session()
         self._session.verify = verify
         self._session.trust_env = trust_env
@@ -73,13 +76,16 @@ class RequestsTransport:
 
     def request(self, method: str, url: str, headers: Mapping[str, str]) -> Response:
         try:
-            response = self._session.request(
-                method, url, headers=dict(headers), stream=True, timeout=self._timeout, allow_redirects=True
-            )
+            with warnings.catch_warnings():
+                # The caller chose not to verify (tls_verify=False): no warning on every request.
+                warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                response = self._session.request(
+                    method, url, headers=dict(headers), stream=True, timeout=self._timeout, allow_redirects=True
+                )
         except requests.exceptions.SSLError as error:
             raise ComponentUnavailableError(
                 f"TLS failed for {url}: {_reason(error)}; for a registry with a self-signed certificate"
-                " pass tls_verify=False"
+                " pass its CA as ca_file, or tls_verify=False (--tls-verify=false) to skip the check"
             ) from None
         except requests.exceptions.RequestException as error:
             raise ComponentUnavailableError(f"cannot reach {url}: {_reason(error)}; is the registry running?") from None
