@@ -87,6 +87,7 @@ survey() {
     busybox_is_static || lack "a static /bin/busybox" busybox-static
     have htpasswd || lack htpasswd apache2-utils
     have iptables || lack iptables iptables
+    have openssl || lack "openssl (TLS registry tests)" openssl
     [[ -s /etc/ssl/certs/ca-certificates.crt ]] || lack "CA certificates" ca-certificates
     venv_ok || find_python >/dev/null || lack "python3 >= 3.11 with venv" python3 python3-venv
     if ((${#PACKAGES[@]})); then
