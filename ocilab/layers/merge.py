@@ -60,12 +60,10 @@ class MergedFilesystem:
     maps each visible file or hard link to its inode. A hard link shares its
     target's inode, so it carries the target's content (its Entry's ``digest``
     and ``size``) and keeps it when the target is later rewritten or removed,
-    as the layer rules' unlink-and-recreate semantics have it. ``origin`` is the
-    layer that set each visible path.
+    as the layer rules' unlink-and-recreate semantics have it.
     """
 
     entries: dict[str, Entry] = field(default_factory=dict)
-    origin: dict[str, int] = field(default_factory=dict)
     inode: dict[str, int] = field(default_factory=dict)
     written: list[WrittenFile] = field(default_factory=list)
     layers: int = 0
@@ -120,7 +118,7 @@ class MergedFilesystem:
         if old is not None and old.kind == "dir" and entry.kind != "dir":
             for child in list(self._children.get(entry.path, ())):
                 hidden.update(self._remove(child))
-        self._put(entry, layer)
+        self._put(entry)
         if inode is None:
             self.inode.pop(entry.path, None)
         else:
@@ -153,16 +151,15 @@ class MergedFilesystem:
         for directory in reversed(missing):
             implicit = Entry(directory, "dir", mode=0o755)
             old = hidden.pop(directory, None)
-            self._put(implicit, layer)
+            self._put(implicit)
             if old is None:
                 changes.append(Change(layer, directory, "added", implicit))
             elif differs(old, implicit, strict):
                 changes.append(Change(layer, directory, "modified", implicit))
         return changes
 
-    def _put(self, entry: Entry, layer: int) -> None:
+    def _put(self, entry: Entry) -> None:
         self.entries[entry.path] = entry
-        self.origin[entry.path] = layer
         self._children.setdefault(posixpath.dirname(entry.path), set()).add(entry.path)
 
     def _remove(self, path: str) -> dict[str, Entry]:
@@ -174,7 +171,6 @@ class MergedFilesystem:
             entry = self.entries.pop(current, None)
             if entry is None:
                 continue
-            del self.origin[current]
             self.inode.pop(current, None)
             removed[current] = entry
             stack.extend(self._children.pop(current, ()))
