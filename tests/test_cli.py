@@ -128,3 +128,10 @@ def test_inspect_bad_references(reference: str, message: str) -> None:
     result = ocilab("inspect", reference)
     assert result.returncode == 1
     assert message in result.stderr
+
+
+@pytest.mark.parametrize("layer", ["2", "-1"])
+def test_changes_of_a_layer_that_does_not_exist(oci_layout: Path, layer: str) -> None:
+    result = ocilab("changes", f"oci:{oci_layout}:v1", "--layer", layer)
+    assert result.returncode == 1
+    assert f"has 2 layers (0 to 1); there is no layer {layer}" in result.stderr

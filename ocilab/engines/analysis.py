@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ocilab.errors import UnsupportedError
+from ocilab.errors import NotFoundError, UnsupportedError
 from ocilab.layers.efficiency import Efficiency, measure
 from ocilab.layers.entries import Entry, read_layer
 from ocilab.layers.filediff import FileDifference, diff_files
@@ -19,7 +19,7 @@ from ocilab.model import Digest
 from ocilab.model import mediatype as mt
 from ocilab.stores.image import Image
 
-LayerCache = dict[Digest, list[Entry]]
+LayerCache = dict[Digest, list[Entry] | None]
 
 
 def layer_entries(image: Image, position: int) -> Iterator[Entry]:
@@ -40,9 +40,11 @@ def merge(
     ``cache`` keeps the entries of layers whose diff_id is in it (as a key) so a
     second image sharing them does not read them again.
     """
+    if upto is not None and not 0 <= upto < len(image.layers):
+        raise NotFoundError(
+            f"{image.reference} has {len(image.layers)} layers (0 to {len(image.layers) - 1}); there is no layer {upto}"
+        )
     last = len(image.layers) - 1 if upto is None else upto
-    if not -1 <= last < len(image.layers):
-        raise IndexError(f"{image.reference} has {len(image.layers)} layers; there is no layer {upto}")
     filesystem = MergedFilesystem()
     per_layer = []
     for layer in image.layers[: last + 1]:
@@ -53,8 +55,9 @@ def merge(
 
 def _entries(image: Image, position: int, cache: LayerCache | None) -> list[Entry]:
     diff_id = image.layers[position].diff_id
-    if cache is not None and cache.get(diff_id):
-        return cache[diff_id]
+    cached = cache.get(diff_id) if cache is not None else None
+    if cached is not None:
+        return cached
     entries = list(layer_entries(image, position))
     if cache is not None and diff_id in cache:
         cache[diff_id] = entries
@@ -129,7 +132,7 @@ class ImageDiff:
 def diff_images(a: Image, b: Image, strict: bool = False) -> ImageDiff:
     """Compare the merged filesystems, the configs and the layer lists of two images."""
     shared = {layer.diff_id for layer in a.layers} & {layer.diff_id for layer in b.layers}
-    cache: LayerCache = {diff_id: [] for diff_id in shared}
+    cache: LayerCache = dict.fromkeys(shared)
     filesystem_a, _ = merge(a, strict=strict, cache=cache)
     filesystem_b, _ = merge(b, strict=strict, cache=cache)
     digests_a = [layer.digest for layer in a.layers]
