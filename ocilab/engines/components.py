@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from ocilab.engines.registry_server import find_registry_binary
+from ocilab.stores.daemon import engine_host
 
 ENGINE_TIMEOUT = 3.0
 TOOL_TIMEOUT = 5.0
 BUSYBOX = Path("/bin/busybox")
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 #: Python distributions the kit uses: name -> (module to find, extra that installs it).
 PYTHON_PACKAGES: dict[str, tuple[str, str]] = {
@@ -86,7 +86,7 @@ def doctor_json(statuses: list[ComponentStatus]) -> list[dict[str, Any]]:
 
 def probe_engine(timeout: float = ENGINE_TIMEOUT) -> ComponentStatus:
     """Ask the engine at DOCKER_HOST (or the default socket) for its version, through the docker SDK."""
-    host = os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+    host = engine_host()
     how = "apt-get install docker.io, then start dockerd as root (`make setup` does both)"
     # "present": something to talk to is configured or installed, even if it does not answer.
     configured = "DOCKER_HOST" in os.environ or _socket_exists(host) or shutil.which("dockerd") is not None
