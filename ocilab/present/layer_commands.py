@@ -9,10 +9,11 @@ from typing import Any
 
 from ocilab.model import mediatype as mt
 from ocilab.present.rows import change_rows, diff_document, efficiency_document
-from ocilab.present.text import human_size, parse_size, print_json, table
+from ocilab.present.text import human_size, parse_size, print_json, shorten, table
 
 EXIT_OK, EXIT_THRESHOLD = 0, 1
 DEFAULT_LOWEST_EFFICIENCY = 0.9
+CONFIG_VALUE_WIDTH = 160
 
 
 def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -103,15 +104,12 @@ def _diff(args: argparse.Namespace) -> int:
     if document["config"]:
         print("\nconfig:")
         for key, values in document["config"].items():
-            print(f"  {key}: {_cut(json.dumps(values['a']))} -> {_cut(json.dumps(values['b']))}")
+            before, after = (shorten(json.dumps(values[side]), CONFIG_VALUE_WIDTH) for side in ("a", "b"))
+            print(f"  {key}: {before} -> {after}")
     layers = document["layers"]
     counts = (len(layers["shared"]), len(layers["only_a"]), len(layers["only_b"]))
     print("\nlayers: {} shared, {} only in A, {} only in B".format(*counts))
     return EXIT_OK
-
-
-def _cut(text: str, width: int = 160) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _size(value: int | None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ocilab.present.text import human_size
+from ocilab.present.text import human_size, shorten
 from ocilab.stores.image import Image
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def layer_sizes(image: Image, ax: Axes | None = None) -> Axes:
 
 def _short(command: str | None, width: int = 40) -> str:
     text = " ".join((command or "?").replace("/bin/sh -c #(nop) ", "").replace("/bin/sh -c ", "RUN ").split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return shorten(text, width)
 
 
 def layer_changes(summary: pandas.DataFrame, ax: Axes | None = None) -> Axes:

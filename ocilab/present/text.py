@@ -32,9 +32,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int 
 
 
 def _cell(value: Any, max_width: int) -> str:
-    text = "" if value is None else str(value)
-    text = " ".join(text.split())
-    return text if len(text) <= max_width else text[: max_width - 1] + "…"
+    return shorten(" ".join(("" if value is None else str(value)).split()), max_width)
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` if it fits in ``width`` characters, else its start and '…'."""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def parse_size(text: str) -> int:
