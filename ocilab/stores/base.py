@@ -54,3 +54,69 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Writer(ABC):
+    """Write access to one place, named by a transport string (``oci:DIR:TAG``, ``docker://HOST/REPO:TAG`` ...).
+
+    The copy engine drives every writer the same way: blobs first (``has_blob``,
+    then ``mount_blob`` or ``put_blob``), then manifests and indexes children
+    before parents (``put_manifest``), then ``set_root`` names the top one with
+    the reference's tag, and ``commit`` publishes. Until ``commit`` returns, a
+    writer that can (layouts, archives) leaves the destination as it was;
+    ``abort`` undoes what was written. Used as a context manager, a writer
+    commits on success and aborts on an exception.
+    """
+
+    #: The transport string this writer was opened for.
+    reference: str
+
+    @abstractmethod
+    def has_blob(self, descriptor: Descriptor) -> bool:
+        """True when the destination already holds the blob (so it need not be sent again)."""
+
+    @abstractmethod
+    def put_blob(self, descriptor: Descriptor, stream: BinaryIO) -> None:
+        """Store ``descriptor``'s bytes read from ``stream`` (to EOF).
+
+        The bytes are checked against the descriptor's digest and size as they
+        stream; on a mismatch VerificationError is raised and nothing is stored.
+        """
+
+    def mount_blob(self, descriptor: Descriptor, source: Store) -> bool:
+        """Link the blob from ``source`` without copying bytes, where the destination can; True when it did."""
+        return False
+
+    @abstractmethod
+    def put_manifest(self, descriptor: Descriptor, raw: bytes) -> None:
+        """Store a manifest or index (``raw`` must match ``descriptor``); its blobs and children are already there."""
+
+    @abstractmethod
+    def set_root(self, descriptor: Descriptor) -> None:
+        """Point the reference's name (its tag) at ``descriptor``, a manifest or index already put."""
+
+    def accepts(self, media_type: str) -> bool:
+        """True when the destination stores documents of ``media_type`` as they are (no conversion needed)."""
+        return True
+
+    def commit(self) -> None:
+        """Publish everything written (rename into place, load into the engine ...). Idempotent."""
+
+    def abort(self) -> None:
+        """Undo what can be undone of an unfinished write. Idempotent."""
+
+    def close(self) -> None:
+        """Release connections and temporary files."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        try:
+            if kind is None:
+                self.commit()
+            else:
+                self.abort()
+        finally:
+            self.close()
+

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ocilab.errors import ReferenceFormatError
 from ocilab.model import Reference
-from ocilab.stores.base import Store
+from ocilab.stores.base import Store, Writer
 
 TRANSPORTS = ("oci", "oci-archive", "docker-archive", "docker-daemon", "docker")
 
@@ -55,6 +55,39 @@ def open_store(text: str, tls_verify: bool = True) -> Store:
         from ocilab.stores.daemon import open_docker_daemon
 
         return open_docker_daemon(rest)
+    from ocilab.stores.registry import RegistryStore
+
+    return RegistryStore(Reference.parse(rest), tls_verify=tls_verify)
+
+
+def open_destination(text: str, tls_verify: bool = True) -> Writer:
+    """A writer for the place a transport string names; nothing is written before the first put.
+
+    ``oci:DIR[:TAG]`` may be a new directory or an existing layout (its other
+    images are kept); ``oci-archive:`` and ``docker-archive:`` files are
+    written whole and renamed into place; ``docker-daemon:NAME:TAG`` loads
+    into the engine; ``docker://`` pushes.
+    """
+    transport, rest = split_transport(text)
+    if transport == "oci":
+        from ocilab.stores.layout_writer import open_layout_writer
+
+        path, _, tag = rest.partition(":")
+        return open_layout_writer(Path(path), tag or None)
+    if transport == "oci-archive":
+        from ocilab.stores.archive_writer import OciArchiveWriter
+
+        path, _, tag = rest.partition(":")
+        return OciArchiveWriter(Path(path), tag or None)
+    if transport == "docker-archive":
+        from ocilab.stores.docker_archive_writer import DockerArchiveWriter
+
+        path, _, name = rest.partition(":")
+        return DockerArchiveWriter(Path(path), name or None)
+    if transport == "docker-daemon":
+        from ocilab.stores.daemon import DaemonWriter
+
+        return DaemonWriter(rest)
     from ocilab.stores.registry import RegistryStore
 
     return RegistryStore(Reference.parse(rest), tls_verify=tls_verify)
