@@ -119,4 +119,3 @@ class Writer(ABC):
                 self.abort()
         finally:
             self.close()
-
