@@ -4,7 +4,10 @@
 127.0.0.1 with deletion enabled and filesystem storage rooted at a data
 directory ocilab owns. It writes its own ``config.yml`` and logs to
 ``registry.log``, both inside that directory, beside the registry's
-``docker/registry/v2`` tree. ``REGISTRY_*`` variables of the caller's
+``docker/registry/v2`` tree. The ``http.secret`` that signs upload session
+state is made once per data directory and kept in ``http.secret`` (mode 0600),
+so an upload begun before a restart can be finished after it; ``config.yml``
+holds that secret and is 0600 too. ``REGISTRY_*`` variables of the caller's
 environment are not passed on, so they cannot override that config.
 """
 
@@ -31,6 +34,7 @@ STOP_TIMEOUT = 10.0
 GC_TIMEOUT = 600.0
 _LOG_TAIL_LINES = 20
 _LOG_TAIL_BYTES = 64 * 1024
+SECRET_FILE = "http.secret"
 
 
 def find_registry_binary() -> str | None:
@@ -98,6 +102,10 @@ class RegistryServer:
         return self._data_dir / "config.yml"
 
     @property
+    def secret_path(self) -> Path:
+        return self._data_dir / SECRET_FILE
+
+    @property
     def log_path(self) -> Path:
         return self._data_dir / "registry.log"
 
@@ -113,7 +121,7 @@ class RegistryServer:
         self._data_dir.mkdir(parents=True, exist_ok=True)
         if not _port_is_free(self._port):
             raise ComponentUnavailableError(f"cannot start the registry: 127.0.0.1:{self._port} is already in use")
-        self.config_path.write_text(self._config_text())
+        self._write_config()
         self._log = self.log_path.open("ab")
         self._process = subprocess.Popen(
             [self._binary, "serve", str(self.config_path)],
@@ -150,7 +158,7 @@ class RegistryServer:
         """
         was_running = self.running
         self.stop()
-        self.config_path.write_text(self._config_text())
+        self._write_config()
         # The collector fails with "Path not found" on a registry nothing was ever pushed to.
         for tree in ("repositories", "blobs"):
             (self._data_dir / "docker/registry/v2" / tree).mkdir(parents=True, exist_ok=True)
@@ -196,6 +204,11 @@ class RegistryServer:
         state = "running" if self.running else "stopped"
         return f"<RegistryServer {self.url} {state} data={self._data_dir}>"
 
+    def _write_config(self) -> None:
+        """Write ``config.yml`` (0600: it holds the secret) by renaming a complete temporary file into place."""
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        os.replace(_private_copy(self.config_path, self._config_text().encode()), self.config_path)
+
     def _config_text(self) -> str:
         lines = [
             "version: 0.1",
@@ -210,7 +223,7 @@ class RegistryServer:
             "    enabled: true",
             "http:",
             f"  addr: {_quote(self.host)}",
-            f"  secret: {_quote(secrets.token_hex(16))}",
+            f"  secret: {_quote(self._secret())}",
             "  headers:",
             "    X-Content-Type-Options: [nosniff]",
         ]
@@ -228,6 +241,25 @@ class RegistryServer:
                 f"    path: {_quote(str(self._htpasswd))}",
             ]
         return "\n".join(lines) + "\n"
+
+    def _secret(self) -> str:
+        """This data directory's ``http.secret``: read it, or make it when it does not exist yet.
+
+        Made once: concurrent first starts race on a hard link, and every one of
+        them ends up with the winner's secret.
+        """
+        try:
+            return self.secret_path.read_text().strip()
+        except FileNotFoundError:
+            pass
+        candidate = _private_copy(self.secret_path, secrets.token_hex(32).encode())
+        try:
+            os.link(candidate, self.secret_path)
+        except FileExistsError:
+            pass
+        finally:
+            candidate.unlink()
+        return self.secret_path.read_text().strip()
 
     def _wait_until_ready(self) -> None:
         assert self._process is not None
@@ -255,6 +287,18 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _private_copy(path: Path, data: bytes) -> Path:
+    """A new file beside ``path``, with mode 0600, holding ``data``; the caller renames or links it into place."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    try:
+        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as stream:
+            stream.write(data)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary
 
 
 def _quote(text: str) -> str:
