@@ -16,6 +16,7 @@ from typing import Any
 from ocilab.errors import OcilabError
 from ocilab.model import MAX_DOCUMENT_BYTES, parse_config, parse_descriptor, parse_index, parse_manifest
 from ocilab.present.layer_commands import register as register_layer_commands
+from ocilab.present.store_commands import register as register_store_commands
 from ocilab.present.text import human_size, print_json, table
 
 EXIT_OK, EXIT_INVALID = 0, 1  # argparse exits 2 on usage errors
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_validate)
 
     register_layer_commands(commands, _common)
+    register_store_commands(commands, _common)
 
     doctor = commands.add_parser("doctor", help="which components are present and working")
     doctor.add_argument("--json", action="store_true", help="print JSON")
