@@ -15,6 +15,8 @@ from ocilab.stores.transports import open_store
 if TYPE_CHECKING:
     import pandas
 
+    from ocilab.engines.copy import CopyReport
+
 
 def open(reference: str, platform: str | Platform | None = None, tls_verify: bool = True) -> Image:  # noqa: A001
     """The image named by a transport string (``oci:DIR:TAG``, ``docker://HOST/REPO:TAG`` ...).
@@ -122,3 +124,42 @@ def efficiency(image: Image | str) -> pandas.DataFrame:
     frame = pandas.DataFrame(document.pop("files"), columns=WASTE_COLUMNS)
     frame.attrs.update(document)
     return frame
+
+
+def copy(
+    source: str,
+    destination: str,
+    *,
+    platform: str | Platform | None = None,
+    all_platforms: bool = False,
+    image_format: str | None = None,
+    compression: str | None = None,
+    quiet: bool = False,
+    src_tls_verify: bool = True,
+    dest_tls_verify: bool = True,
+) -> CopyReport:
+    """Copy an image between any two stores (``"oci:out:1"``, ``"docker://127.0.0.1:5000/demo:1"`` ...).
+
+    Digests are kept unless ``image_format`` (``"oci"``/``"docker"``) or
+    ``compression`` (``"gzip"``/``"zstd"``) asks for a conversion; the
+    report's ``notes`` say what was converted. The destination is written all
+    or nothing where it can be (layouts, archives); the tag is set last.
+    """
+    from ocilab.engines.copy import copy_image
+    from ocilab.present.progress import observer
+    from ocilab.stores.transports import open_destination
+
+    wanted = Platform.parse(platform) if isinstance(platform, str) else platform
+    with (
+        open_store(source, tls_verify=src_tls_verify) as reader,
+        open_destination(destination, dest_tls_verify) as writer,
+    ):
+        return copy_image(
+            reader,
+            writer,
+            platform=wanted,
+            all_platforms=all_platforms,
+            image_format=image_format,
+            compression=compression,
+            observer=observer(quiet),
+        )
