@@ -33,7 +33,7 @@ test: setup
 	@status=0; \
 	$(BIN)/pytest tests $(PYTEST_ARGS) || status=$$?; \
 	if [ -n "$(NOTEBOOKS)" ]; then \
-		$(BIN)/pytest --nbval --nbval-current-env $(if $(SANITIZE),--nbval-sanitize-with $(SANITIZE)) \
+		OCILAB_PROGRESS=off $(BIN)/pytest --nbval --nbval-current-env $(if $(SANITIZE),--nbval-sanitize-with $(SANITIZE)) \
 			notebooks $(PYTEST_ARGS) || status=$$?; \
 	else \
 		echo "make: no notebooks yet, nbval skipped"; \

@@ -15,7 +15,10 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 @pytest.mark.parametrize("notebook", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda path: path.name)
 def test_notebook_runs_without_an_engine(notebook: Path, tmp_path: Path) -> None:
     environment = dict(
-        os.environ, DOCKER_HOST="unix:///nonexistent/docker.sock", OCILAB_WORKSPACE=str(tmp_path / "ocilab-lab")
+        os.environ,
+        DOCKER_HOST="unix:///nonexistent/docker.sock",
+        OCILAB_WORKSPACE=str(tmp_path / "ocilab-lab"),
+        OCILAB_PROGRESS="off",
     )
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment.get('PATH', '')}"
     result = subprocess.run(
