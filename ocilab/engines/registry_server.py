@@ -9,6 +9,14 @@ state is made once per data directory and kept in ``http.secret`` (mode 0600),
 so an upload begun before a restart can be finished after it; ``config.yml``
 holds that secret and is 0600 too. ``REGISTRY_*`` variables of the caller's
 environment are not passed on, so they cannot override that config.
+
+Every start records the process in ``ocilab-registry.json`` in the data
+directory (pid, URL, port, settings), so another Python process -- the
+``ocilab registry`` commands -- can find it with ``RegistryServer.find`` and
+stop it. ``start(detach=True)`` makes a registry that outlives the Python
+process that started it (a new session, nothing stops it at exit). A record
+whose pid is dead, or names a process that is not this data directory's
+registry, is stale and ignored.
 """
 
 from __future__ import annotations
@@ -17,16 +25,19 @@ import http.client
 import json
 import os
 import secrets
+import select
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
 import time
 import weakref
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from ocilab.errors import ComponentUnavailableError
+from ocilab.errors import ComponentUnavailableError, InvalidInputError
 
 DEBIAN_BINARY = Path("/usr/bin/docker-registry")
 START_TIMEOUT = 15.0
@@ -35,6 +46,19 @@ GC_TIMEOUT = 600.0
 _LOG_TAIL_LINES = 20
 _LOG_TAIL_BYTES = 64 * 1024
 SECRET_FILE = "http.secret"
+RECORD_FILE = "ocilab-registry.json"
+DATA_ENV = "OCILAB_REGISTRY_DATA"
+
+
+def default_data_dir() -> Path:
+    """The user's own registry data: ``$OCILAB_REGISTRY_DATA``, else ``$XDG_DATA_HOME/ocilab/registry``,
+    else ``~/.local/share/ocilab/registry`` (a relative ``XDG_DATA_HOME`` is ignored, as the XDG spec says)."""
+    explicit = os.environ.get(DATA_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"
+    return base / "ocilab" / "registry"
 
 
 def find_registry_binary() -> str | None:
@@ -46,6 +70,67 @@ def find_registry_binary() -> str | None:
     return str(DEBIAN_BINARY) if os.access(DEBIAN_BINARY, os.X_OK) else None
 
 
+def write_htpasswd(path: Path, user: str, password: str) -> Path:
+    """Write a bcrypt htpasswd file for one user at ``path`` (mode 0600), made by Apache's ``htpasswd``.
+
+    The password reaches the tool on stdin, never on a command line.
+    InvalidInputError for an empty user name or one with ':', or a password
+    with a line break; ComponentUnavailableError without the tool.
+    """
+    if not user or ":" in user or "\n" in password or "\r" in password:
+        raise InvalidInputError(
+            f"registry credentials for {user!r}: the user name must be non-empty without ':',"
+            " and the password on one line"
+        )
+    hashed = _run_tool(["htpasswd", "-n", "-B", "-i", user], "apache2-utils", password.encode())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(_private_copy(path, hashed.strip() + b"\n"), path)
+    return path
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """``directory/ca.crt`` and ``directory/server-key.pem``: a self-signed certificate for 127.0.0.1 and localhost.
+
+    Made once by openssl, then kept, so clients that trust it go on trusting
+    it. The name ``ca.crt`` lets ``skopeo --cert-dir DIRECTORY`` trust it as a
+    CA; the key is 0600 from the moment it exists.
+    """
+    certificate, key = directory / "ca.crt", directory / "server-key.pem"
+    if certificate.is_file() and key.is_file():
+        return certificate, key
+    directory.mkdir(parents=True, exist_ok=True)
+    new_certificate, new_key = _private_copy(certificate, b""), _private_copy(key, b"")
+    try:
+        _run_tool(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "825", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(new_key), "-out",
+             str(new_certificate)],
+            "openssl",
+        )  # fmt: skip
+        new_certificate.chmod(0o644)
+        os.replace(new_key, key)
+        os.replace(new_certificate, certificate)
+    finally:
+        new_key.unlink(missing_ok=True)
+        new_certificate.unlink(missing_ok=True)
+    return certificate, key
+
+
+def _run_tool(command: list[str], package: str, stdin: bytes = b"") -> bytes:
+    """Run a helper tool and return its stdout; ComponentUnavailableError naming the Debian package if it fails."""
+    tool = shutil.which(command[0])
+    if tool is None:
+        raise ComponentUnavailableError(f"the {command[0]} command was not found; install the Debian package {package}")
+    try:
+        result = subprocess.run([tool, *command[1:]], input=stdin, capture_output=True, timeout=120, check=False)
+    except subprocess.TimeoutExpired:
+        raise ComponentUnavailableError(f"{command[0]} did not finish within 120 s") from None
+    if result.returncode != 0:
+        error = _tail(result.stderr.decode("utf-8", "replace"), 3)
+        raise ComponentUnavailableError(f"{command[0]} failed with exit code {result.returncode}: {error}")
+    return result.stdout
+
+
 class RegistryServer:
     """A CNCF distribution registry process on 127.0.0.1, serving from ``data_dir``.
 
@@ -53,7 +138,8 @@ class RegistryServer:
     same across restarts. With ``htpasswd`` (a bcrypt htpasswd file) the
     registry demands Basic authentication. With ``tls`` (a PEM certificate and
     its key) it serves HTTPS instead of plain HTTP. Use as a context manager,
-    or call ``start()`` and ``stop()``.
+    or call ``start()`` and ``stop()``; ``find(data_dir)`` gives the one
+    already running there, started by any process.
     """
 
     def __init__(
@@ -77,6 +163,31 @@ class RegistryServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._reaper: weakref.finalize[[subprocess.Popen[bytes]], RegistryServer] | None = None
         self._log: IO[bytes] | None = None
+        self._pid: int | None = None  # a registry this object found through its record, not its child
+        self._detached = False
+
+    @classmethod
+    def find(cls, data_dir: Path) -> RegistryServer | None:
+        """The registry serving ``data_dir`` now, started by any process; None when there is none.
+
+        The record must name a live process whose command line is this data
+        directory's ``registry serve .../config.yml``; anything else (no record,
+        an unreadable one, a dead pid, a pid reused by another program) is None.
+        It may still be starting or hung: ``answers()`` asks it over HTTP.
+        """
+        path = Path(data_dir).resolve() / RECORD_FILE
+        try:
+            record = json.loads(path.read_text())
+            pid, port, detached = int(record["pid"]), int(record["port"]), bool(record["detached"])
+            htpasswd = Path(record["htpasswd"]) if record["htpasswd"] else None
+            tls = (Path(record["tls_certificate"]), Path(record["tls_key"])) if record["tls_certificate"] else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        server = cls(data_dir, port=port, htpasswd=htpasswd, tls=tls)
+        if not _is_registry(pid, server.config_path):
+            return None
+        server._pid, server._detached = pid, detached
+        return server
 
     @property
     def host(self) -> str:
@@ -110,14 +221,57 @@ class RegistryServer:
         return self._data_dir / "registry.log"
 
     @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+    def record_path(self) -> Path:
+        return self._data_dir / RECORD_FILE
 
-    def start(self) -> RegistryServer:
-        """Start the registry, wait until ``GET /v2/`` answers; ComponentUnavailableError with the log tail if not."""
+    @property
+    def htpasswd(self) -> Path | None:
+        return self._htpasswd
+
+    @property
+    def tls(self) -> tuple[Path, Path] | None:
+        """The certificate and key served, or None for plain HTTP."""
+        return self._tls
+
+    @property
+    def pid(self) -> int | None:
+        """The registry's process id while it runs, else None."""
+        if not self.running:
+            return None
+        return self._process.pid if self._process is not None else self._pid
+
+    @property
+    def detached(self) -> bool:
+        """True when the registry outlives the Python process that started it."""
+        return self._detached
+
+    @property
+    def running(self) -> bool:
+        if self._process is not None:
+            return self._process.poll() is None
+        return self._pid is not None and _is_registry(self._pid, self.config_path)
+
+    def answers(self) -> bool:
+        """True when something answers ``GET /v2/`` on this registry's port (any status, 401 included)."""
+        return _answers(self.host, tls=self._tls is not None)
+
+    def start(self, detach: bool = False) -> RegistryServer:
+        """Start the registry, wait until ``GET /v2/`` answers; ComponentUnavailableError with the log tail if not.
+
+        Without ``detach`` the registry stops with this object or with Python;
+        with it, it runs on in its own session until ``stop()`` (from any
+        process, through ``find``). A registry already serving this data
+        directory from another process is refused: two must never share one.
+        """
         if self.running:
             return self
         self.stop()  # clean up after a process that died on its own
+        other = RegistryServer.find(self._data_dir)
+        if other is not None:
+            raise ComponentUnavailableError(
+                f"a registry (pid {other.pid}) already serves {self._data_dir} on {other.url};"
+                f" stop it first (`ocilab registry down --data {self._data_dir}`)"
+            )
         self._data_dir.mkdir(parents=True, exist_ok=True)
         if not _port_is_free(self._port):
             raise ComponentUnavailableError(f"cannot start the registry: 127.0.0.1:{self._port} is already in use")
@@ -129,40 +283,83 @@ class RegistryServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=_clean_environment(),
+            start_new_session=detach,
         )
-        # Stops the registry if this object is dropped or Python exits without stop().
-        self._reaper = weakref.finalize(self, _terminate, self._process)
+        self._detached = detach
+        if not detach:
+            # Stops the registry if this object is dropped or Python exits without stop().
+            self._reaper = weakref.finalize(self, _terminate, self._process)
         try:
             self._wait_until_ready()
+            self._write_record()
         except ComponentUnavailableError:
             self.stop()
             raise
         return self
 
     def stop(self) -> None:
-        """Terminate the registry, killing it if it has not exited after a few seconds. Idempotent."""
+        """Terminate the registry, killing it if it has not exited after a few seconds, and drop its record.
+
+        Idempotent; a record naming another process is left alone.
+        """
+        pid = self._process.pid if self._process is not None else self._pid
         if self._reaper is not None:
             self._reaper()
+        elif self._process is not None:
+            _terminate(self._process)
+        elif self._pid is not None:
+            _terminate_pid(self._pid, self.config_path)
         self._reaper = None
         self._process = None
+        self._pid = None
         if self._log is not None:
             self._log.close()
             self._log = None
+        if pid is not None:
+            self._drop_record(pid)
 
-    def garbage_collect(self, delete_untagged: bool = True) -> str:
-        """Run ``registry garbage-collect`` on the stopped registry and return its output.
+    def to_json(self) -> dict[str, Any]:
+        """What the record holds: pid (None when stopped), url, host, port, data_dir and the settings."""
+        return {
+            "pid": self.pid,
+            "detached": self._detached,
+            "url": self.url,
+            "host": self.host,
+            "port": self._port,
+            "data_dir": str(self._data_dir),
+            "config": str(self.config_path),
+            "log": str(self.log_path),
+            "htpasswd": str(self._htpasswd) if self._htpasswd else None,
+            "tls_certificate": str(self._tls[0]) if self._tls else None,
+            "tls_key": str(self._tls[1]) if self._tls else None,
+        }
+
+    def garbage_collect(self, delete_untagged: bool = True, dry_run: bool = False) -> str:
+        """Run ``registry garbage-collect`` and return its output; ``dry_run`` only reports what it would remove.
 
         The registry must not serve while it collects, so a running server is
         stopped first and started again on the same port afterwards (also when
-        collection fails). ComponentUnavailableError if the collector fails.
+        collection fails), detached if it was or if another process started it. A dry run changes nothing and
+        leaves the server running. A registry serving this data directory from
+        another object or process is refused: collect through ``find()``'s
+        server instead. ComponentUnavailableError if the collector fails.
         """
-        was_running = self.running
-        self.stop()
+        was_running = self.running and not dry_run
+        # One found through its record belongs to another process: it comes back detached, to outlive this one.
+        detach = self._detached or self._process is None
+        if not dry_run:
+            self.stop()
+            other = RegistryServer.find(self._data_dir)
+            if other is not None:
+                raise ComponentUnavailableError(
+                    f"a registry (pid {other.pid}) is serving {self._data_dir} on {other.url}; collecting garbage"
+                    " under a running registry corrupts it, so stop it first (`ocilab registry gc` does)"
+                )
         self._write_config()
         # The collector fails with "Path not found" on a registry nothing was ever pushed to.
         for tree in ("repositories", "blobs"):
             (self._data_dir / "docker/registry/v2" / tree).mkdir(parents=True, exist_ok=True)
-        flags = ["--delete-untagged"] if delete_untagged else []
+        flags = ["--delete-untagged"] * delete_untagged + ["--dry-run"] * dry_run
         command = [self._binary, "garbage-collect", *flags, str(self.config_path)]
         try:
             result = subprocess.run(
@@ -178,7 +375,7 @@ class RegistryServer:
             raise ComponentUnavailableError(f"`{' '.join(command)}` did not finish within {GC_TIMEOUT:.0f} s") from None
         finally:
             if was_running:
-                self.start()
+                self.start(detach=detach)
         output = result.stdout.decode("utf-8", "replace")
         if result.returncode != 0:
             raise ComponentUnavailableError(
@@ -203,6 +400,20 @@ class RegistryServer:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<RegistryServer {self.url} {state} data={self._data_dir}>"
+
+    def _write_record(self) -> None:
+        """Write ``ocilab-registry.json`` for the running process, by renaming a complete file into place."""
+        record = {**self.to_json(), "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        data = json.dumps(record, indent=2).encode() + b"\n"
+        os.replace(_private_copy(self.record_path, data), self.record_path)
+
+    def _drop_record(self, pid: int) -> None:
+        """Remove the record if it names ``pid``, the process just stopped."""
+        try:
+            if json.loads(self.record_path.read_text()).get("pid") == pid:
+                self.record_path.unlink()
+        except (OSError, ValueError, AttributeError):
+            pass
 
     def _write_config(self) -> None:
         """Write ``config.yml`` (0600: it holds the secret) by renaming a complete temporary file into place."""
@@ -287,6 +498,46 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def _is_registry(pid: int, config: Path) -> bool:
+    """True when ``pid`` is alive and is ``registry serve <config>`` (a zombie has an empty command line)."""
+    try:
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return len(arguments) >= 3 and arguments[1] == b"serve" and arguments[2] == os.fsencode(config)
+
+
+def _terminate_pid(pid: int, config: Path) -> None:
+    """Stop a registry that is not this process's child, as ``_terminate`` does for a child.
+
+    Signals go through a pidfd opened before the identity check, so a pid the
+    kernel hands to another program meanwhile is never signalled.
+    """
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        if not _is_registry(pid, config):
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                signal.pidfd_send_signal(handle, sig)
+            except ProcessLookupError:
+                return
+            if _exits(handle, STOP_TIMEOUT):
+                return
+    finally:
+        os.close(handle)
+
+
+def _exits(pidfd: int, timeout: float) -> bool:
+    """True when the process behind ``pidfd`` exits within ``timeout`` seconds (a pidfd turns readable)."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
 
 
 def _private_copy(path: Path, data: bytes) -> Path:
