@@ -15,6 +15,7 @@ from typing import Any
 
 from ocilab.errors import OcilabError
 from ocilab.model import MAX_DOCUMENT_BYTES, parse_config, parse_descriptor, parse_index, parse_manifest
+from ocilab.model.jsondoc import Finding
 from ocilab.present.layer_commands import register as register_layer_commands
 from ocilab.present.store_commands import register as register_store_commands
 from ocilab.present.text import human_size, print_json, table
@@ -60,7 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "target", metavar="REF|FILE", help="an image reference, or with --type a file ('-' for stdin)"
     )
-    validate.add_argument("--type", choices=[*DOCUMENT_PARSERS, "layout"], help="validate one document of this kind")
+    validate.add_argument(
+        "--type",
+        choices=[*DOCUMENT_PARSERS, "layout"],
+        help="validate one document of this kind (layout: the layout directory or its oci-layout file)",
+    )
     _common(validate)
     validate.set_defaults(handler=_validate)
 
@@ -143,11 +148,9 @@ def _validate(args: argparse.Namespace) -> int:
 
         report = validate(args.target, tls_verify=args.tls_verify == "true")
     elif args.type == "layout":
-        from ocilab.engines.validate import validate_layout
-        from ocilab.stores.layout import open_layout
+        from ocilab.engines.validate import validate_layout_path
 
-        with open_layout(Path(args.target)) as store:
-            report = validate_layout(store)
+        report = validate_layout_path(Path(args.target))
     else:
         return _validate_document(args)
     if args.json:
@@ -155,9 +158,15 @@ def _validate(args: argparse.Namespace) -> int:
     else:
         for line in report.checked:
             print(f"ok       {line}")
+        _print_warnings(report.warnings)
     for problem in report.problems:
         print(f"ocilab: {problem}", file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_INVALID
+
+
+def _print_warnings(warnings: Sequence[Finding]) -> None:
+    for warning in warnings:
+        print(f"warning  {warning}")
 
 
 def _validate_document(args: argparse.Namespace) -> int:
@@ -174,9 +183,17 @@ def _validate_document(args: argparse.Namespace) -> int:
     document = DOCUMENT_PARSERS[args.type](raw, source)
     digest = getattr(document, "digest", None)
     if args.json:
-        print_json({"valid": True, "type": args.type, "digest": str(digest) if digest else None})
+        print_json(
+            {
+                "valid": True,
+                "type": args.type,
+                "digest": str(digest) if digest else None,
+                "warnings": [warning.to_json() for warning in document.warnings],
+            }
+        )
     else:
         print(f"valid {args.type}" + (f" {digest}" if digest and args.type != "descriptor" else ""))
+        _print_warnings(document.warnings)
     return EXIT_OK
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from ocilab.errors import DigestFormatError
 from ocilab.model.descriptor import Platform
 from ocilab.model.digest import Digest
-from ocilab.model.jsondoc import Fields, load_object
+from ocilab.model.jsondoc import Fields, Finding, load_object
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class ImageConfig:
     container_config: dict[str, Any] = field(compare=False, hash=False)
     diff_ids: tuple[Digest, ...]
     history: tuple[HistoryEntry, ...]
+    warnings: tuple[Finding, ...] = field(default=(), compare=False, hash=False, repr=False)
 
     @property
     def digest(self) -> Digest:
@@ -40,21 +41,19 @@ class ImageConfig:
 
 
 def parse_config(raw: bytes, source: str = "config", layer_count: int | None = None) -> ImageConfig:
-    """Parse and validate an image config.
+    """Parse and validate an image config; what is allowed but odd is kept in ``warnings``.
 
-    Checks ``rootfs.type == "layers"``, every diff_id, that history's non-empty
-    steps agree with the number of diff_ids, and, when ``layer_count`` is given,
-    that there is one diff_id per manifest layer.
+    Type-checks every field config.md types (an optional field set to null
+    counts as absent), checks ``rootfs.type == "layers"`` and every diff_id,
+    and, when ``layer_count`` is given, that there is one diff_id per manifest
+    layer. History whose non-empty steps do not line up with the diff_ids is a warning.
     """
-    fields = Fields(load_object(raw, source), "", source)
-    platform = Platform(
-        os=fields.string("os", required=True) or "",
-        architecture=fields.string("architecture", required=True) or "",
-        variant=fields.string("variant"),
-        os_version=fields.string("os.version"),
-        os_features=tuple(fields.string_list("os.features") or ()),
-    )
-    rootfs = Fields(fields.obj_field("rootfs", required=True), "rootfs", source)
+    fields = Fields(load_object(raw, source), "", source, null_is_absent=True)
+    platform = Platform.from_fields(fields)
+    for key in ("os", "architecture"):
+        if not fields.obj[key]:
+            raise fields.error(key, "must not be empty")
+    rootfs = fields.nested(fields.obj_field("rootfs", required=True), "rootfs")
     rootfs_type = rootfs.string("type", required=True)
     if rootfs_type != "layers":
         raise rootfs.error("type", f'must be "layers", got {rootfs_type!r}')
@@ -69,35 +68,62 @@ def parse_config(raw: bytes, source: str = "config", layer_count: int | None = N
     history = _history(fields)
     made_layers = sum(1 for entry in history if not entry.empty_layer)
     if history and made_layers != len(diff_ids):
-        raise fields.error(
-            "history", f"has {made_layers} steps that made a layer, but rootfs has {len(diff_ids)} diff_ids"
-        )
+        fields.warn("history", f"has {made_layers} steps that made a layer, but rootfs has {len(diff_ids)} diff_ids")
     container_config = fields.obj_field("config") or {}
+    _check_runtime_config(fields.nested(container_config, "config"))
     return ImageConfig(
         raw=raw,
         platform=platform,
-        created=fields.string("created"),
+        created=fields.date_time("created"),
         author=fields.string("author"),
         container_config=container_config,
         diff_ids=tuple(diff_ids),
         history=history,
+        warnings=tuple(fields.warnings),
     )
 
 
 def _history(fields: Fields) -> tuple[HistoryEntry, ...]:
     entries = []
     for position, item in enumerate(fields.array("history") or []):
-        entry = Fields(item, f"history[{position}]", fields.source)
-        empty = entry.obj.get("empty_layer", False)
-        if not isinstance(empty, bool):
-            raise entry.error("empty_layer", "expected a boolean")
+        entry = fields.nested(item, f"history[{position}]")
         entries.append(
             HistoryEntry(
-                created=entry.string("created"),
+                created=entry.date_time("created"),
                 created_by=entry.string("created_by"),
                 author=entry.string("author"),
                 comment=entry.string("comment"),
-                empty_layer=empty,
+                empty_layer=bool(entry.boolean("empty_layer")),
             )
         )
     return tuple(entries)
+
+
+def _check_runtime_config(fields: Fields) -> None:
+    """Type-check the runtime ``config`` section, which the parsed form keeps verbatim."""
+    for key in ("User", "WorkingDir", "StopSignal"):
+        fields.string(key)
+    for key in ("Entrypoint", "Cmd"):
+        fields.string_list(key)
+    for position, variable in enumerate(fields.string_list("Env") or []):
+        name, equals, _ = variable.partition("=")
+        if not name or not equals:
+            raise fields.error(f"Env[{position}]", f"{variable!r} is not NAME=VALUE")
+    for port in fields.empty_object_map("ExposedPorts"):
+        _check_port(fields, port)
+    fields.empty_object_map("Volumes")
+    fields.annotations("Labels")
+    fields.boolean("ArgsEscaped")
+    for key in ("Memory", "MemorySwap", "CpuShares"):
+        fields.integer(key)
+    fields.obj_field("Healthcheck")
+
+
+def _check_port(fields: Fields, key: str) -> None:
+    """An ExposedPorts key: ``port/tcp``, ``port/udp`` or ``port``; another protocol is a warning."""
+    number, slash, protocol = key.partition("/")
+    where = f"ExposedPorts.{key}"
+    if not (number.isascii() and number.isdigit() and int(number) <= 65535) or (slash and not protocol):
+        raise fields.error(where, "is not a port: expected PORT/tcp, PORT/udp or PORT, with PORT from 0 to 65535")
+    if slash and protocol not in ("tcp", "udp"):
+        fields.warn(where, f"protocol {protocol!r} is not one of the spec's (tcp, udp)")

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ocilab.errors import DigestFormatError, ValidationError
 from ocilab.model.digest import Digest
-from ocilab.model.jsondoc import Fields, load_object
+from ocilab.model.jsondoc import Fields, Finding, load_object
 
-_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+MAX_SIZE = 2**63 - 1
+"""``size`` is an int64."""
+
+# RFC 3986 URI (not a relative reference): a scheme, then only URI characters, %XX escapes, at most one '#'.
+_URI = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):(?:[A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class Platform:
 
     @classmethod
     def from_fields(cls, fields: Fields) -> Platform:
+        """The platform fields of ``fields`` (an index's ``platform`` object, or an image config)."""
         return cls(
             os=fields.string("os", required=True) or "",
             architecture=fields.string("architecture", required=True) or "",
@@ -74,13 +81,12 @@ class Descriptor:
     annotations: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     platform: Platform | None = None
     artifact_type: str | None = None
+    warnings: tuple[Finding, ...] = field(default=(), compare=False, hash=False, repr=False)
 
     @classmethod
     def from_fields(cls, fields: Fields) -> Descriptor:
-        """Validate and build a descriptor from a JSON object."""
-        media_type = fields.string("mediaType", required=True) or ""
-        if not _MEDIA_TYPE.fullmatch(media_type):
-            raise fields.error("mediaType", f"{media_type!r} is not a valid media type (RFC 6838)")
+        """Validate and build a descriptor from a JSON object (its warnings go to ``fields.warnings``)."""
+        media_type = fields.media_type("mediaType", required=True) or ""
         digest_text = fields.string("digest", required=True) or ""
         try:
             digest = Digest.parse(digest_text)
@@ -90,20 +96,21 @@ class Descriptor:
         assert size is not None
         if size < 0:
             raise fields.error("size", f"must not be negative, got {size}")
+        if size > MAX_SIZE:
+            raise fields.error("size", f"{size} does not fit an int64")
+        _check_data(fields, digest, size)
         platform_obj = fields.obj_field("platform")
-        platform = (
-            Platform.from_fields(Fields(platform_obj, fields.at("platform"), fields.source))
-            if platform_obj is not None
-            else None
-        )
+        platform = None
+        if platform_obj is not None:
+            platform = Platform.from_fields(fields.nested(platform_obj, fields.at("platform")))
         return cls(
             media_type=media_type,
             digest=digest,
             size=size,
-            urls=tuple(fields.string_list("urls") or ()),
-            annotations=fields.string_map("annotations"),
+            urls=_urls(fields),
+            annotations=fields.annotations(),
             platform=platform,
-            artifact_type=fields.string("artifactType"),
+            artifact_type=fields.media_type("artifactType"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -120,6 +127,37 @@ class Descriptor:
         return result
 
 
+def _urls(fields: Fields) -> tuple[str, ...]:
+    """``urls``: each an RFC 3986 URI; a scheme other than http or https is a warning (they SHOULD be used)."""
+    urls = fields.string_list("urls") or []
+    for position, url in enumerate(urls):
+        match = _URI.fullmatch(url)
+        if match is None or url.count("#") > 1:
+            raise fields.error(f"urls[{position}]", f"{url!r} is not an RFC 3986 URI (a scheme, then URI characters)")
+        if match["scheme"].lower() not in ("http", "https"):
+            fields.warn(f"urls[{position}]", f"scheme {match['scheme']!r}: entries should use http or https")
+    return tuple(urls)
+
+
+def _check_data(fields: Fields, digest: Digest, size: int) -> None:
+    """``data``: standard padded base64 whose decoded bytes have ``size`` and, when verifiable, ``digest``."""
+    text = fields.string("data")
+    if text is None:
+        return
+    try:
+        content = base64.b64decode(text.encode("ascii"), validate=True)
+    except (UnicodeEncodeError, binascii.Error):
+        raise fields.error("data", "is not base64 (RFC 4648 section 4: standard alphabet, padded)") from None
+    if len(content) != size:
+        raise fields.error("data", f"decodes to {len(content)} bytes, but size is {size}")
+    if not digest.verifiable:
+        fields.warn("data", f"cannot be checked against a {digest.algorithm} digest (unsupported algorithm)")
+    elif Digest.of_bytes(content, digest.algorithm) != digest:
+        raise fields.error("data", f"decodes to content whose digest is not {digest}")
+
+
 def parse_descriptor(raw: bytes, source: str = "descriptor") -> Descriptor:
-    """Parse and validate a standalone descriptor document."""
-    return Descriptor.from_fields(Fields(load_object(raw, source), "", source))
+    """Parse and validate a standalone descriptor document; its warnings are kept in ``warnings``."""
+    fields = Fields(load_object(raw, source), "", source)
+    descriptor = Descriptor.from_fields(fields)
+    return replace(descriptor, warnings=tuple(fields.warnings))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ocilab.model import mediatype as mt
 from ocilab.model.descriptor import Descriptor, Platform
 from ocilab.model.digest import Digest
-from ocilab.model.jsondoc import Fields, load_object
+from ocilab.model.jsondoc import Fields, Finding, load_object
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,16 @@ class Manifest:
     annotations: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     subject: Descriptor | None = None
     artifact_type: str | None = None
+    warnings: tuple[Finding, ...] = field(default=(), compare=False, hash=False, repr=False)
 
     @property
     def digest(self) -> Digest:
         return Digest.of_bytes(self.raw)
+
+    @property
+    def is_image(self) -> bool:
+        """True when the config is an image config (OCI or Docker), false for an artifact."""
+        return self.config.media_type in mt.CONFIGS
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,8 @@ class Index:
     manifests: tuple[Descriptor, ...]
     annotations: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
     subject: Descriptor | None = None
+    artifact_type: str | None = None
+    warnings: tuple[Finding, ...] = field(default=(), compare=False, hash=False, repr=False)
 
     @property
     def digest(self) -> Digest:
@@ -81,40 +89,63 @@ def _media_type(fields: Fields, expected_kind: str, declared: str | None) -> str
 
 def _descriptor_list(fields: Fields, key: str, required: bool) -> tuple[Descriptor, ...]:
     items = fields.array(key, required=required) or []
-    return tuple(
-        Descriptor.from_fields(Fields(item, f"{fields.at(key)}[{i}]", fields.source)) for i, item in enumerate(items)
-    )
+    return tuple(Descriptor.from_fields(fields.nested(item, f"{fields.at(key)}[{i}]")) for i, item in enumerate(items))
 
 
 def _optional_descriptor(fields: Fields, key: str) -> Descriptor | None:
     obj = fields.obj_field(key)
-    return Descriptor.from_fields(Fields(obj, fields.at(key), fields.source)) if obj is not None else None
+    return Descriptor.from_fields(fields.nested(obj, fields.at(key))) if obj is not None else None
+
+
+def _check_artifact(
+    fields: Fields, config: Descriptor, layers: tuple[Descriptor, ...], artifact_type: str | None
+) -> None:
+    """The manifest rules that depend on whether it is an image or an artifact."""
+    if config.media_type == mt.OCI_EMPTY and artifact_type is None:
+        raise fields.error("artifactType", f"must be set when config.mediaType is {mt.OCI_EMPTY}")
+    if not layers:
+        fields.warn("layers", "is empty; for portability a manifest should have at least one layer")
+    if config.media_type not in mt.CONFIGS:
+        fields.warn(
+            "config.mediaType",
+            f"{config.media_type!r} is not an image config: this is an artifact, and its config is not parsed",
+        )
+        return
+    for position, layer in enumerate(layers):
+        if mt.layer_compression(layer.media_type) is None:
+            fields.warn(
+                f"layers[{position}].mediaType",
+                f"{layer.media_type!r} is not a layer media type ocilab knows: its blob is checked, not its content",
+            )
 
 
 def parse_manifest(raw: bytes, source: str = "manifest", declared_media_type: str | None = None) -> Manifest:
-    """Parse and validate an image manifest.
+    """Parse and validate an image manifest; what is allowed but odd is kept in ``warnings``.
 
     Refuses a document that also carries ``manifests`` (an index in disguise), whose
-    ``mediaType`` contradicts ``declared_media_type``, or whose config is not a descriptor.
+    ``mediaType`` contradicts ``declared_media_type``, whose config is not a descriptor,
+    or whose empty config comes without ``artifactType``.
     """
     fields = Fields(load_object(raw, source), "", source)
     _schema_version(fields)
     if "manifests" in fields.obj:
         raise fields.error("manifests", "an image manifest must not carry 'manifests' (is this an index?)")
     media_type = _media_type(fields, "manifest", declared_media_type)
-    config_obj = fields.obj_field("config", required=True)
-    config = Descriptor.from_fields(Fields(config_obj, "config", source))
+    config = Descriptor.from_fields(fields.nested(fields.obj_field("config", required=True), "config"))
     layers = _descriptor_list(fields, "layers", required=True)
     if media_type == mt.DOCKER_MANIFEST and config.media_type != mt.DOCKER_CONFIG:
         raise fields.error("config.mediaType", f"a Docker v2 manifest needs config media type {mt.DOCKER_CONFIG!r}")
+    artifact_type = fields.media_type("artifactType")
+    _check_artifact(fields, config, layers, artifact_type)
     return Manifest(
         raw=raw,
         media_type=media_type,
         config=config,
         layers=layers,
-        annotations=fields.string_map("annotations"),
+        annotations=fields.annotations(),
         subject=_optional_descriptor(fields, "subject"),
-        artifact_type=fields.string("artifactType"),
+        artifact_type=artifact_type,
+        warnings=tuple(fields.warnings),
     )
 
 
@@ -130,8 +161,10 @@ def parse_index(raw: bytes, source: str = "index", declared_media_type: str | No
         raw=raw,
         media_type=media_type,
         manifests=_descriptor_list(fields, "manifests", required=True),
-        annotations=fields.string_map("annotations"),
+        annotations=fields.annotations(),
         subject=_optional_descriptor(fields, "subject"),
+        artifact_type=fields.media_type("artifactType"),
+        warnings=tuple(fields.warnings),
     )
 
 
