@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -547,33 +547,93 @@ class Reference:
             self.inode.pop(path, None)
 
 
-def reference_apply(before: Reference, layer: list[Entry]) -> Reference:
+class Unappliable(Exception):
+    """An entry no unpacker could create: under a non-directory, through a symlink loop, or a bad hard link."""
+
+
+def naive_directory(view: dict[str, Entry], path: str, hops: list[int]) -> str:
+    """The directory ``path`` names with every symlink on it followed, recursively; absolute targets and ``..``
+    stay inside the root. ``hops`` counts the links followed across the recursion (more than 40 is a loop)."""
+    current = "/"
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            current = posixpath.dirname(current)
+            continue
+        current = posixpath.join(current, part)
+        entry = view.get(current)
+        if entry is not None and entry.kind == "symlink":
+            assert entry.link is not None
+            hops.append(1)
+            if len(hops) > 40:
+                raise Unappliable(f"symlink loop at {current}")
+            start = "/" if entry.link.startswith("/") else posixpath.dirname(current)
+            current = naive_directory(view, f"{start}/{entry.link}", hops)
+    return current
+
+
+def naive_landing(view: dict[str, Entry], path: str) -> str:
+    """Where an entry at ``path`` lands: its directory resolved, its own name kept."""
+    return posixpath.join(naive_directory(view, posixpath.dirname(path), []), posixpath.basename(path))
+
+
+def reference_apply(before: Reference, layer: list[Entry], dropped: list[Entry] | None = None) -> Reference:
     """The spec's rules, applied naively to a dict: opaque whiteouts and whiteouts on the lower view first, then
-    the layer's own entries in path order (hard links after the rest, so their targets are in place); a
-    non-directory over a directory removes what was under it; missing parents become ``0755`` root-owned
-    directories; every file is a new inode, a hard link names its target's inode and carries its content."""
+    the layer's own entries in path order (hard links after the rest, so their targets are in place); every path
+    lands where its symlinked directories lead (``naive_landing``); a non-directory over a directory removes what
+    was under it; missing parents become ``0755`` root-owned directories; every file is a new inode, a hard link
+    names its target's inode and carries its content. An entry that cannot be applied raises Unappliable, or,
+    with ``dropped``, is skipped and appended there."""
     model = Reference(dict(before.view), dict(before.inode), list(before.sizes))
-    for marker in [entry.path for entry in layer if entry.kind == "opaque"]:
-        model.delete(marker, itself=False)
-    for gone in [entry.path for entry in layer if entry.kind == "whiteout"]:
-        model.delete(gone, itself=True)
-    own = [entry for entry in layer if entry.kind not in ("opaque", "whiteout")]
-    for entry in sorted(own, key=lambda entry: (entry.kind == "hardlink", entry.path)):
-        existing = model.view.get(entry.path)
+
+    def attempt(entry: Entry, action: Callable[[Entry], None]) -> None:
+        try:
+            action(entry)
+        except Unappliable:
+            if dropped is None:
+                raise
+            dropped.append(entry)
+
+    def hide(entry: Entry) -> None:
+        if entry.kind == "opaque":
+            model.delete(naive_directory(model.view, entry.path, []), itself=False)
+        else:
+            model.delete(naive_landing(model.view, entry.path), itself=True)
+
+    def put(entry: Entry) -> None:
+        path = naive_landing(model.view, entry.path)
+        for parent in ancestors(path):
+            if model.view.get(parent, directory(parent)).kind != "dir":
+                raise Unappliable(f"{path} is under the {model.view[parent].kind} {parent}")
+        if entry.kind == "hardlink":
+            assert entry.link is not None
+            link = naive_landing(model.view, entry.link)
+            target = model.view.get(link)
+            if target is None or target.kind not in ("file", "hardlink") or link == path or under(link, path):
+                raise Unappliable(f"hard link {path} to {link}")
+            entry = replace(entry, size=target.size, digest=target.digest, link=link)
+        existing = model.view.get(path)
         if existing is not None and existing.kind == "dir" and entry.kind != "dir":
-            model.delete(entry.path, itself=False)
-        for parent in ancestors(entry.path):
+            model.delete(path, itself=False)
+        for parent in ancestors(path):
             model.view.setdefault(parent, Entry(parent, "dir", mode=0o755))
-        model.inode.pop(entry.path, None)
+        model.inode.pop(path, None)
         if entry.kind == "file":
-            model.inode[entry.path] = len(model.sizes)
+            model.inode[path] = len(model.sizes)
             model.sizes.append(entry.size)
         elif entry.kind == "hardlink":
             assert entry.link is not None
-            target = model.view[entry.link]
-            model.inode[entry.path] = model.inode[entry.link]
-            entry = replace(entry, size=target.size, digest=target.digest)
-        model.view[entry.path] = entry
+            model.inode[path] = model.inode[entry.link]
+        model.view[path] = replace(entry, path=path)
+
+    for marker in [entry for entry in layer if entry.kind == "opaque"]:
+        attempt(marker, hide)
+    for gone in [entry for entry in layer if entry.kind == "whiteout"]:
+        attempt(gone, hide)
+    own = [entry for entry in layer if entry.kind not in ("opaque", "whiteout")]
+    for entry in sorted(own, key=lambda entry: (entry.kind == "hardlink", entry.path)):
+        attempt(entry, put)
     return model
 
 
@@ -590,32 +650,10 @@ def reference_changes(before: dict[str, Entry], after: dict[str, Entry]) -> dict
 
 
 def well_formed(before: Reference, layer: list[Entry]) -> list[Entry]:
-    """``layer`` without entries no unpacker could create: one whose parent (set in this layer, or below after
-    this layer's whiteouts) is not a directory, and a hard link whose target is not a file or an older hard link
-    once the layer's other entries are in place, or lies under the link itself."""
-    markers = [entry for entry in layer if entry.kind in ("opaque", "whiteout")]
-    removed = reference_apply(before, markers).view
-    own = {entry.path: entry for entry in layer if entry.kind not in ("opaque", "whiteout")}
-    kept: dict[str, Entry] = {}
-    for path in sorted(own):  # parents sort before their children
-        parents_ok = True
-        for parent in ancestors(path):
-            if parent in own:
-                parents_ok = parents_ok and parent in kept and kept[parent].kind == "dir"
-            else:
-                parents_ok = parents_ok and removed.get(parent, directory(parent)).kind == "dir"
-        if parents_ok:
-            kept[path] = own[path]
-    plain = [entry for entry in kept.values() if entry.kind != "hardlink"]
-    middle = reference_apply(before, markers + plain).view
-    for link in [entry for entry in kept.values() if entry.kind == "hardlink"]:
-        assert link.link is not None
-        target = middle.get(link.link)
-        relinked = link.link in kept and kept[link.link].kind == "hardlink"
-        outside = link.link != link.path and not under(link.link, link.path)
-        if target is None or target.kind not in ("file", "hardlink") or relinked or not outside:
-            del kept[link.path]
-    return [entry for entry in layer if entry.kind in ("opaque", "whiteout") or kept.get(entry.path) is entry]
+    """``layer`` without the entries no unpacker could create (see ``reference_apply``), in its own order."""
+    dropped: list[Entry] = []
+    reference_apply(before, layer, dropped)
+    return [entry for entry in layer if not any(entry is gone for gone in dropped)]
 
 
 def check_stack(layers: list[list[Entry]]) -> None:
@@ -653,18 +691,19 @@ if HAVE_HYPOTHESIS:
         st.sampled_from([0, 1000]),
         st.sampled_from([0.0, 1.0]),
         st.sampled_from(["/a", "/b", "/c", "/a/a", "/b/b", "/a/b/a"]),
+        st.sampled_from(["a", "b/b", "/a", "/b/b", "..", "../c", "a/b/a", "/", "../../b"]),
     )
     """Attributes from small sets, so that re-written paths often match or differ in one field."""
 
-    def entry_at(path: str, shape: tuple[str, bytes, int, int, float, str]) -> Entry:
-        kind, content, mode, uid, mtime, target = shape
+    def entry_at(path: str, shape: tuple[str, bytes, int, int, float, str, str]) -> Entry:
+        kind, content, mode, uid, mtime, target, symlink_target = shape
         if kind == "file":
             return file(path, content, mode=mode, uid=uid, mtime=mtime)
         if kind == "dir":
             return directory(path, mode=mode, uid=uid, mtime=mtime)
         if kind == "hardlink":
             return hardlink(path, target)
-        return symlink(path, target.lstrip("/"), mtime=mtime)
+        return symlink(path, symlink_target, mtime=mtime)
 
     @st.composite
     def layers(draw: st.DrawFn) -> list[Entry]:

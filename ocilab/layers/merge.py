@@ -6,7 +6,10 @@ had under its directory, whatever its position in the tar; then the layer's
 own entries are laid on top. An entry that replaces a directory with
 anything else removes the directory's lower content. A path whose parents no
 layer listed gets them as implicit ``0755`` root-owned directories, as
-unpackers create them.
+unpackers create them. Every entry lands where its directory resolves through
+symlinks inside the root (``ocilab.layers.resolve``), as umoci and containerd
+put it. Within a layer, entries apply in path order (a directory before what
+is under it, so a symlink before the writes through it), hard links last.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from ocilab.errors import InvalidInputError
 from ocilab.layers.entries import Entry
+from ocilab.layers.resolve import resolve_directory, resolve_parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +76,10 @@ class MergedFilesystem:
     def apply(self, entries: Iterable[Entry], strict: bool = False, what: str = "layer") -> list[Change]:
         """Lay one layer on top; the changes it makes, sorted by path.
 
-        InvalidInputError (naming ``what``) for a hard link whose target is not a regular file.
+        Entries land where ``ocilab.layers.resolve`` puts them (symlinked
+        directories followed inside the root), and changes name those paths.
+        InvalidInputError (naming ``what``) for a path under a regular file or
+        device, a symlink loop, or a hard link whose target is not a regular file.
         """
         layer = self.layers
         self.layers += 1
@@ -86,19 +93,27 @@ class MergedFilesystem:
                 whiteouts.append(entry.path)
             else:
                 sets.append(entry)
-        hidden: dict[str, Entry] = {}
+        before: dict[str, Entry | None] = {}  # the lower state of every path this layer touches
         for directory in opaque:
-            for child in list(self._children.get(directory, ())):
-                hidden.update(self._remove(child))
+            resolved = resolve_directory(directory, self._readlink, what)
+            for child in list(self._children.get(resolved, ())):
+                self._remove(child, before)
         for path in whiteouts:
-            if path in self.entries:
-                hidden.update(self._remove(path))
-        changes: list[Change] = []
-        # Hard links last: their targets may sort after them, and must be in place to be linked to.
+            self._remove(self._land(path, what), before)
+        # Paths in order put parents before children. Hard links last: their targets may sort after them.
         sets.sort(key=lambda entry: (entry.kind == "hardlink", entry.path))
         for entry in sets:
-            changes += self._set(layer, entry, hidden, strict, what)
-        changes += [Change(layer, path, "removed", entry) for path, entry in hidden.items()]
+            self._set(entry, before, what)
+        changes = []
+        for path, old in before.items():
+            new = self.entries.get(path)
+            if new is None:
+                if old is not None:
+                    changes.append(Change(layer, path, "removed", old))
+            elif old is None:
+                changes.append(Change(layer, path, "added", new))
+            elif differs(old, new, strict):
+                changes.append(Change(layer, path, "modified", new))
         changes.sort(key=lambda change: change.path)
         return changes
 
@@ -106,65 +121,73 @@ class MergedFilesystem:
         """The inodes some visible file or hard link still names."""
         return set(self.inode.values())
 
-    def _set(self, layer: int, entry: Entry, hidden: dict[str, Entry], strict: bool, what: str) -> list[Change]:
+    def _readlink(self, path: str) -> str | None:
+        entry = self.entries.get(path)
+        return entry.link if entry is not None and entry.kind == "symlink" else None
+
+    def _land(self, path: str, what: str) -> str:
+        """Where an entry at ``path`` lands (``resolve_parent``); at once when its directory is a real one."""
+        parent = posixpath.dirname(path)
+        existing = self.entries.get(parent)
+        if parent == "/" or existing is not None and existing.kind == "dir":
+            return path  # every path in the view has real directories above it: nothing to resolve
+        return resolve_parent(path, self._readlink, what)
+
+    def _set(self, entry: Entry, before: dict[str, Entry | None], what: str) -> None:
+        path = self._land(entry.path, what)
+        if path != entry.path:
+            entry = replace(entry, path=path)
         inode = None
         if entry.kind == "hardlink":
             entry, inode = self._linked(entry, what)
         elif entry.kind == "file":
             inode = len(self.written)
-            self.written.append(WrittenFile(entry.path, entry.size))
-        changes = self._ensure_parents(layer, entry.path, hidden, strict)
-        old = self.entries.get(entry.path) or hidden.pop(entry.path, None)
+            self.written.append(WrittenFile(path, entry.size))
+        self._ensure_parents(path, before, what)
+        old = self.entries.get(path)
         if old is not None and old.kind == "dir" and entry.kind != "dir":
-            for child in list(self._children.get(entry.path, ())):
-                hidden.update(self._remove(child))
+            for child in list(self._children.get(path, ())):
+                self._remove(child, before)
+        before.setdefault(path, old)
         self._put(entry)
         if inode is None:
-            self.inode.pop(entry.path, None)
+            self.inode.pop(path, None)
         else:
-            self.inode[entry.path] = inode
-        if old is None:
-            changes.append(Change(layer, entry.path, "added", entry))
-        elif differs(old, entry, strict):
-            changes.append(Change(layer, entry.path, "modified", entry))
-        return changes
+            self.inode[path] = inode
 
     def _linked(self, entry: Entry, what: str) -> tuple[Entry, int]:
         """The hard link with its target's content, and the target's inode."""
         assert entry.link is not None
-        inode = self.inode.get(entry.link)
-        if inode is None or entry.link == entry.path:
+        link = self._land(entry.link, what)
+        inode = self.inode.get(link)
+        if inode is None or link == entry.path:
             raise InvalidInputError(
                 f"{what}: hard link {entry.path} points at {entry.link}, which is not a regular file at that point"
             )
-        target = self.entries[entry.link]
-        return replace(entry, size=target.size, digest=target.digest), inode
+        target = self.entries[link]
+        return replace(entry, size=target.size, digest=target.digest, link=link), inode
 
-    def _ensure_parents(self, layer: int, path: str, hidden: dict[str, Entry], strict: bool) -> list[Change]:
-        """Create the missing parents of ``path`` as implicit directories (replacing any hidden this layer)."""
+    def _ensure_parents(self, path: str, before: dict[str, Entry | None], what: str) -> None:
+        """Create the missing parents of ``path`` as implicit directories; InvalidInputError under a non-directory."""
         missing = []
         parent = posixpath.dirname(path)
         while parent != "/" and parent not in self.entries:
             missing.append(parent)
             parent = posixpath.dirname(parent)
-        changes = []
+        if parent != "/" and self.entries[parent].kind != "dir":
+            raise InvalidInputError(
+                f"{what}: {path} would be under {parent}, which is a {self.entries[parent].kind}, not a directory"
+            )
         for directory in reversed(missing):
-            implicit = Entry(directory, "dir", mode=0o755)
-            old = hidden.pop(directory, None)
-            self._put(implicit)
-            if old is None:
-                changes.append(Change(layer, directory, "added", implicit))
-            elif differs(old, implicit, strict):
-                changes.append(Change(layer, directory, "modified", implicit))
-        return changes
+            before.setdefault(directory, None)
+            self._put(Entry(directory, "dir", mode=0o755))
 
     def _put(self, entry: Entry) -> None:
         self.entries[entry.path] = entry
         self._children.setdefault(posixpath.dirname(entry.path), set()).add(entry.path)
 
-    def _remove(self, path: str) -> dict[str, Entry]:
-        """Remove ``path`` and everything under it; what was removed, by path."""
-        removed: dict[str, Entry] = {}
+    def _remove(self, path: str, before: dict[str, Entry | None]) -> None:
+        """Remove ``path`` and everything under it, noting each removed entry's lower state in ``before``."""
         stack = [path]
         while stack:
             current = stack.pop()
@@ -172,9 +195,8 @@ class MergedFilesystem:
             if entry is None:
                 continue
             self.inode.pop(current, None)
-            removed[current] = entry
+            before.setdefault(current, entry)
             stack.extend(self._children.pop(current, ()))
         siblings = self._children.get(posixpath.dirname(path))
         if siblings is not None:
             siblings.discard(path)
-        return removed
