@@ -34,10 +34,10 @@ def build_manifest(
     document: dict[str, Any] = {"schemaVersion": 2, "mediaType": media_type}
     if artifact_type:
         document["artifactType"] = artifact_type
-    document["config"] = config.to_json()
-    document["layers"] = [layer.to_json() for layer in layers]
+    document["config"] = _descriptor(config, media_type)
+    document["layers"] = [_descriptor(layer, media_type) for layer in layers]
     if subject is not None:
-        document["subject"] = subject.to_json()
+        document["subject"] = _descriptor(subject, media_type)
     if annotations:
         document["annotations"] = dict(annotations)
     return parse_manifest(encode(document), "built manifest", media_type)
@@ -55,12 +55,24 @@ def build_index(
     document: dict[str, Any] = {"schemaVersion": 2, "mediaType": media_type}
     if artifact_type:
         document["artifactType"] = artifact_type
-    document["manifests"] = [manifest.to_json() for manifest in manifests]
+    document["manifests"] = [_descriptor(manifest, media_type) for manifest in manifests]
     if subject is not None:
-        document["subject"] = subject.to_json()
+        document["subject"] = _descriptor(subject, media_type)
     if annotations:
         document["annotations"] = dict(annotations)
     return parse_index(encode(document), "built index", media_type)
+
+
+def _descriptor(descriptor: Descriptor, media_type: str) -> dict[str, Any]:
+    """``descriptor`` as JSON for a document of ``media_type``.
+
+    Docker v2 documents put ``size`` before ``digest``, as Docker's Go types
+    serialise them, so a manifest built here is byte for byte Docker's (and skopeo's).
+    """
+    document = descriptor.to_json()
+    if format_of(media_type) == "docker":
+        return {"mediaType": document.pop("mediaType"), "size": document.pop("size"), **document}
+    return document
 
 
 def describe(document: Manifest | Index, **extras: Any) -> Descriptor:

@@ -6,7 +6,8 @@ Two formats share ``manifest.json``, a JSON array with one item per image::
 
 - Legacy (Docker < 25): ``Config`` is ``<hex>.json``, ``Layers`` are
   ``<v1 id>/layer.tar`` (uncompressed; a repeated layer is a symlink to an
-  earlier one). No manifest is stored, so one is synthesised: Docker v2 schema 2,
+  earlier one). No manifest is stored, so one is synthesised (by
+  ``ocilab.model.build``, like every manifest ocilab makes): Docker v2 schema 2,
   layers typed ``rootfs.diff.tar`` because that is what they are (skopeo labels
   them ``tar.gzip``, hence its different manifest digest). An uncompressed
   layer's digest is its diff_id, so the config (itself verified by the image ID)
@@ -26,16 +27,16 @@ archive; nothing is extracted or written.
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from ocilab.errors import NotFoundError, ReferenceFormatError, UnsafePathError, ValidationError
 from ocilab.model import MAX_DOCUMENT_BYTES, Descriptor, Digest, Reference, load_object, parse_config, parse_manifest
 from ocilab.model import mediatype as mt
+from ocilab.model.build import build_manifest
 from ocilab.model.jsondoc import Fields, load_array
 from ocilab.stores.base import Store
 from ocilab.stores.layout import REF_NAME, LayoutStore
@@ -277,19 +278,5 @@ def _synthesise(tree: Tree, entry: ArchiveEntry, config_raw: bytes, reference: s
             size = tree.size(path)
         members[diff_id] = path
         layers.append(Descriptor(mt.DOCKER_LAYER_TAR, diff_id, size))
-    return LegacyArchiveStore(tree, reference, _schema2_manifest(config_descriptor, layers), members)
-
-
-def _schema2_manifest(config: Descriptor, layers: list[Descriptor]) -> bytes:
-    """A Docker v2 schema 2 manifest: compact JSON, fields in Go's order, as Docker's own tools serialise it."""
-
-    def descriptor(d: Descriptor) -> dict[str, Any]:
-        return {"mediaType": d.media_type, "size": d.size, "digest": str(d.digest)}
-
-    document = {
-        "schemaVersion": 2,
-        "mediaType": mt.DOCKER_MANIFEST,
-        "config": descriptor(config),
-        "layers": [descriptor(layer) for layer in layers],
-    }
-    return json.dumps(document, separators=(",", ":")).encode()
+    manifest = build_manifest(config_descriptor, layers, media_type=mt.DOCKER_MANIFEST)
+    return LegacyArchiveStore(tree, reference, manifest.raw, members)
