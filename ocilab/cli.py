@@ -17,6 +17,7 @@ from ocilab.errors import OcilabError
 from ocilab.model import MAX_DOCUMENT_BYTES, parse_config, parse_descriptor, parse_index, parse_manifest
 from ocilab.model.jsondoc import Finding
 from ocilab.present.layer_commands import register as register_layer_commands
+from ocilab.present.registry_commands import register as register_registry_commands
 from ocilab.present.store_commands import register as register_store_commands
 from ocilab.present.text import human_size, print_json, table
 
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_validate)
 
     register_layer_commands(commands, _common)
+    register_registry_commands(commands)
     register_store_commands(commands, _common)
 
     doctor = commands.add_parser("doctor", help="which components are present and working")

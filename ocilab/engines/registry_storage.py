@@ -360,7 +360,7 @@ class Collection:
 
     before: RegistryStorage
     after: RegistryStorage
-    removed: tuple[str, ...]
+    removed: tuple[Blob, ...]  # as they were before
     dry_run: bool
     delete_untagged: bool
     restarted: bool
@@ -368,19 +368,19 @@ class Collection:
 
     @property
     def removed_bytes(self) -> int:
-        sizes = {blob.digest: blob.size for blob in self.before.blobs}
-        return sum(sizes.get(digest, 0) for digest in self.removed)
+        return sum(blob.size for blob in self.removed)
 
     def to_json(self) -> dict[str, Any]:
-        """``{dry_run, delete_untagged, restarted, before, after, removed: [{digest, size}], removed_bytes}``."""
-        sizes = {blob.digest: blob.size for blob in self.before.blobs}
+        """``{dry_run, delete_untagged, restarted, before, after, removed: [{digest, size, media_type}], ...}``."""
         return {
             "dry_run": self.dry_run,
             "delete_untagged": self.delete_untagged,
             "restarted": self.restarted,
             "before": {"blobs": len(self.before.blobs), "bytes": self.before.bytes},
             "after": {"blobs": len(self.after.blobs), "bytes": self.after.bytes},
-            "removed": [{"digest": digest, "size": sizes.get(digest, 0)} for digest in self.removed],
+            "removed": [
+                {"digest": blob.digest, "size": blob.size, "media_type": blob.media_type} for blob in self.removed
+            ],
             "removed_bytes": self.removed_bytes,
         }
 
@@ -404,8 +404,6 @@ def collect_garbage(data_dir: Path, *, dry_run: bool = False, delete_untagged: b
     before = storage_map(server.data_dir)
     output = server.garbage_collect(delete_untagged=delete_untagged, dry_run=dry_run)
     after = storage_map(server.data_dir)
-    if dry_run:
-        removed = tuple(sorted(set(_ELIGIBLE.findall(output))))
-    else:
-        removed = tuple(sorted(before.digests - after.digests))
+    gone = set(_ELIGIBLE.findall(output)) if dry_run else before.digests - after.digests
+    removed = tuple(blob for blob in before.blobs if blob.digest in gone)
     return Collection(before, after, removed, dry_run, delete_untagged, restarted, output)
