@@ -14,8 +14,11 @@ where it helps, what to do::
     ├── NotFoundError              a tag, image, blob or platform that is not there
     ├── UnsafePathError            a path that escapes its root or goes through a symlink
     ├── ComponentUnavailableError  an engine, registry or tool that cannot be reached
-    └── RegistryError              the registry answered with an error
-        └── AuthenticationError    credentials missing or refused
+    └── RegistryError              the registry answered with an error (``code``: DENIED, UNSUPPORTED ...)
+        ├── AuthenticationError    credentials missing or refused
+        ├── RegistryNotFoundError  MANIFEST_UNKNOWN, BLOB_UNKNOWN, NAME_UNKNOWN ... (also a NotFoundError)
+        ├── RegistryVerificationError  DIGEST_INVALID, SIZE_INVALID ... (also a VerificationError)
+        └── DeletionDisabledError  the registry refuses deletes (405 / UNSUPPORTED)
 """
 
 from __future__ import annotations
@@ -78,12 +81,29 @@ class ComponentUnavailableError(OcilabError):
 
 
 class RegistryError(OcilabError):
-    """A registry answered a request with an error."""
+    """A registry answered a request with an error.
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    ``status`` is the HTTP status, ``code`` the distribution-spec error code of
+    the answer's first error (``MANIFEST_UNKNOWN``, ``DENIED`` ...), when there was one.
+    """
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
         self.status = status
+        self.code = code
         super().__init__(message)
 
 
 class AuthenticationError(RegistryError):
     """The registry asked for credentials that are missing or were refused."""
+
+
+class RegistryNotFoundError(RegistryError, NotFoundError):
+    """The registry does not have the repository, manifest, tag, blob or upload session asked for."""
+
+
+class RegistryVerificationError(RegistryError, VerificationError):
+    """The registry refused content whose digest or size does not match (DIGEST_INVALID, SIZE_INVALID)."""
+
+
+class DeletionDisabledError(RegistryError, UnsupportedError):
+    """The registry does not allow deletes (``storage.delete.enabled`` is off in its config)."""

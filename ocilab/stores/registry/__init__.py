@@ -1,4 +1,4 @@
-"""Registries (``docker://``): the distribution API over HTTP(S), with Basic and Bearer authentication."""
+"""Registries (``docker://``): the distribution API over HTTP(S) to read, push and delete, with Basic and Bearer auth."""
 
 from ocilab.stores.registry.auth import (
     Authenticator,
@@ -8,6 +8,7 @@ from ocilab.stores.registry.auth import (
     docker_config_path,
     parse_challenges,
 )
+from ocilab.stores.registry.retry import RetryPolicy
 from ocilab.stores.registry.store import RegistryStore, is_loopback
 from ocilab.stores.registry.transport import RequestsTransport, Response, Transport
 
@@ -19,6 +20,7 @@ __all__ = [
     "RegistryStore",
     "RequestsTransport",
     "Response",
+    "RetryPolicy",
     "Transport",
     "docker_config_path",
     "is_loopback",

@@ -4,7 +4,7 @@ A registry that wants credentials answers 401 with ``WWW-Authenticate``:
 
 - ``Basic realm="..."``: send ``Authorization: Basic base64(user:pass)``;
 - ``Bearer realm="https://auth.example/token",service="...",scope="repository:r:pull"``:
-  GET the realm with ``service`` and ``scope`` (Basic credentials attached
+  GET the realm with ``service`` and one ``scope`` per access wanted (Basic credentials attached
   when there are any, anonymous otherwise), take ``token`` (or
   ``access_token``) from the JSON answer and send ``Authorization: Bearer``.
 
@@ -189,7 +189,10 @@ def _decode_auth(value: str, source: str) -> Credentials:
 class Authenticator:
     """Adds ``Authorization`` to a registry's requests and answers its 401 challenges.
 
-    Anonymous until challenged. ``headers(scope)`` is what to send now;
+    Anonymous until challenged. A ``scope`` is one or more space-separated
+    token scopes (``repository:r:pull,push repository:other:pull`` for a mount);
+    each is asked for as a ``scope`` parameter, with the challenge's own scope
+    when it names another. ``headers(scope)`` is what to send now;
     ``answer(challenge_header, scope)`` reacts to a 401 and returns True when a
     retry may succeed (new Basic credentials or a fresh Bearer token).
     Bearer tokens are cached per scope.
@@ -226,8 +229,11 @@ class Authenticator:
         realm = challenge.realm
         if not realm or urlsplit(realm).scheme not in ("http", "https"):
             raise RegistryError(f"{self._host} sent a Bearer challenge without an http(s) realm: {challenge.params}")
-        wanted = (("service", challenge.service), ("scope", challenge.scope or scope))
-        query = {key: value for key, value in wanted if value}
+        scopes = scope.split()
+        if challenge.scope and challenge.scope not in scopes:
+            scopes.append(challenge.scope)
+        query = [("service", challenge.service)] if challenge.service else []
+        query += [("scope", wanted) for wanted in scopes]
         url = f"{realm}{'&' if '?' in realm else '?'}{urlencode(query)}"
         headers = {"Authorization": self.credentials.basic_header()} if self.credentials is not None else {}
         response = self._transport.request("GET", url, headers)

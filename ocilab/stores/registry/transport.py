@@ -6,8 +6,11 @@ tests can inject one that fails the ways a real registry cannot be made to
 ``RequestsTransport``, sits on a ``requests.Session``: responses are streamed,
 redirects followed (``requests`` drops ``Authorization`` when one leaves the
 host), bodies read as sent (``Accept-Encoding: identity``, no decoding, so
-blob bytes are the bytes their digest covers), no retries. Failures to
-connect or to keep reading become ComponentUnavailableError naming the URL.
+blob bytes are the bytes their digest covers), no retries (the store decides
+what is safe to repeat). A request body is bytes: the store never sends more
+than one bounded chunk at a time, so every body can be sent again after a
+challenge or a failure. Failures to connect, send or keep reading become
+ComponentUnavailableError naming the URL.
 """
 
 from __future__ import annotations
@@ -49,9 +52,12 @@ class Response(Protocol):
 
 
 class Transport(Protocol):
-    """Sends one HTTP request; ComponentUnavailableError when the server cannot be reached."""
+    """Sends one HTTP request; ComponentUnavailableError when the server cannot be reached.
 
-    def request(self, method: str, url: str, headers: Mapping[str, str]) -> Response: ...
+    Callers pass ``body`` only when there is one, so a transport for reads alone may omit the parameter.
+    """
+
+    def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None) -> Response: ...
 
     def close(self) -> None: ...
 
@@ -74,13 +80,19 @@ class RequestsTransport:
         self._session.headers["User-Agent"] = "ocilab"
         self._timeout = timeout or (CONNECT_TIMEOUT, READ_TIMEOUT)
 
-    def request(self, method: str, url: str, headers: Mapping[str, str]) -> Response:
+    def request(self, method: str, url: str, headers: Mapping[str, str], body: bytes | None = None) -> Response:
         try:
             with warnings.catch_warnings():
                 # The caller chose not to verify (tls_verify=False): no warning on every request.
                 warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
                 response = self._session.request(
-                    method, url, headers=dict(headers), stream=True, timeout=self._timeout, allow_redirects=True
+                    method,
+                    url,
+                    headers=dict(headers),
+                    data=body,
+                    stream=True,
+                    timeout=self._timeout,
+                    allow_redirects=True,
                 )
         except requests.exceptions.SSLError as error:
             raise ComponentUnavailableError(
