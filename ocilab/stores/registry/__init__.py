@@ -1,4 +1,4 @@
-"""Registries (``docker://``): the distribution API over HTTP(S) to read, push and delete, with Basic and Bearer auth."""
+"""Registries (``docker://``): the distribution API over HTTP(S) to read, push and delete; Basic and Bearer auth."""
 
 from ocilab.stores.registry.auth import (
     Authenticator,
