@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ocilab.engines.registry_server import RegistryServer
+from ocilab.errors import NotFoundError
 from ocilab.model import MAX_DOCUMENT_BYTES, Digest
 from ocilab.model import mediatype as mt
 
@@ -210,9 +211,12 @@ def storage_map(data_dir: Path) -> RegistryStorage:
 
     Manifests are read from their blob files, checked against their digest
     and capped at the model's document size; one that fails is kept as a blob
-    that references nothing. Layer blobs are sized, not read.
+    that references nothing. Layer blobs are sized, not read. NotFoundError
+    when ``data_dir`` is not a directory.
     """
     data_dir = Path(data_dir).resolve()
+    if not data_dir.is_dir():
+        raise NotFoundError(f"{data_dir}: no registry data directory here (`ocilab registry up --data DIR` makes one)")
     root = data_dir / STORAGE_ROOT
     sizes = _blob_sizes(root / "blobs")
     repositories = tuple(_repository(directory, name) for name, directory in _repository_dirs(root / "repositories"))

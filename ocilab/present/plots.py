@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     import pandas
     from matplotlib.axes import Axes
 
+    from ocilab.engines.registry_storage import RegistryStorage
+
 
 def _axes(ax: Axes | None, size: tuple[float, float]) -> Axes:
     if ax is not None:
@@ -56,4 +58,53 @@ def layer_changes(summary: pandas.DataFrame, ax: Axes | None = None) -> Axes:
     ax.set_xlabel("paths")
     ax.set_title("What each layer changes")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax
+
+
+def registry_storage(storage: RegistryStorage, ax: Axes | None = None) -> Axes:
+    """A stacked bar per repository: bytes of blobs only it links, and bytes it shares with other repositories.
+
+    A shared blob is stored once, so the bars add up to more than the disk
+    holds; the title gives both numbers.
+    """
+    from matplotlib.ticker import FuncFormatter
+
+    per_repository = storage.repository_bytes()
+    names = list(per_repository)
+    own = [per_repository[name][0] for name in names]
+    shared = [per_repository[name][1] for name in names]
+    ax = _axes(ax, (8, 1.5 + 0.5 * len(names)))
+    ax.barh(range(len(names)), own, color="tab:blue", label="only this repository links")
+    ax.barh(range(len(names)), shared, left=own, color="tab:orange", label="shared with others (stored once)")
+    ax.set_yticks(range(len(names)), [shorten(name, 40) for name in names])
+    ax.invert_yaxis()
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: human_size(value)))
+    ax.set_xlabel("bytes of the blobs each repository links")
+    totals = storage.totals()
+    ax.set_title(
+        f"How much does each repository store? {human_size(totals['bytes'])} on disk,"
+        f" {human_size(totals['repository_bytes_sum'])} counted per repository"
+    )
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    return ax
+
+
+def gc_before_after(before: RegistryStorage, after: RegistryStorage, ax: Axes | None = None) -> Axes:
+    """Bytes on disk before and after garbage collection, each bar split into blobs a manifest still references
+    and blobs none does."""
+    from matplotlib.ticker import FuncFormatter
+
+    ax = _axes(ax, (6, 4))
+    labels = ["before GC", "after GC"]
+    kept = [sum(blob.size for blob in storage.blobs if blob.referenced) for storage in (before, after)]
+    loose = [sum(blob.size for blob in storage.blobs if not blob.referenced) for storage in (before, after)]
+    ax.bar(labels, kept, color="tab:blue", label="referenced by a manifest")
+    bars = ax.bar(labels, loose, bottom=kept, color="tab:red", label="referenced by none")
+    ax.bar_label(bars, [human_size(storage.bytes) for storage in (before, after)], padding=3)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: human_size(value)))
+    ax.set_ylabel("bytes on disk")
+    removed = before.bytes - after.bytes
+    ax.set_title(f"What did garbage collection free? {human_size(removed)}")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.margins(y=0.15)
     return ax

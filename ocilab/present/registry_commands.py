@@ -29,7 +29,7 @@ def register(commands: Any) -> None:
     actions = registry.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     up = actions.add_parser("up", help="start the registry in the background (returns when it answers)")
-    up.add_argument("--port", type=_port, metavar="P", help="port on 127.0.0.1 (default: a free one)")
+    up.add_argument("--port", type=port, metavar="P", help="port on 127.0.0.1 (default: a free one)")
     up.add_argument(
         "--auth", metavar="USER:PASSWORD", help="demand this login (bcrypt htpasswd); visible in `ps` while it runs"
     )
@@ -61,11 +61,12 @@ def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
 
 
-def _port(text: str) -> int:
-    port = int(text)
-    if not 1 <= port <= 65535:
+def port(text: str) -> int:
+    """A TCP port number, 1-65535 (argparse names this function in its error)."""
+    number = int(text)
+    if not 1 <= number <= 65535:
         raise ValueError(text)
-    return port
+    return number
 
 
 def _data(args: argparse.Namespace) -> Path:
@@ -143,7 +144,7 @@ def _status(args: argparse.Namespace) -> int:
 
     data = _data(args)
     server = RegistryServer.find(data)
-    storage = storage_map(data)
+    storage = storage_map(data) if data.is_dir() else None
     document: dict[str, Any] = {
         "running": server is not None,
         "answers": server is not None and server.answers(),
@@ -151,9 +152,9 @@ def _status(args: argparse.Namespace) -> int:
         "url": None,
         "host": None,
         "data_dir": str(data),
-        "repositories": len(storage.repositories),
-        "blobs": len(storage.blobs),
-        "bytes": storage.bytes,
+        "repositories": len(storage.repositories) if storage else 0,
+        "blobs": len(storage.blobs) if storage else 0,
+        "bytes": storage.bytes if storage else 0,
     }
     if server is not None:
         document.update(pid=server.pid, url=server.url, host=server.host)
@@ -167,7 +168,7 @@ def _status(args: argparse.Namespace) -> int:
         state = "answers GET /v2/" if document["answers"] else f"does NOT answer GET /v2/; see {server.log_path}"
         print(f"registry    running  ({state})")
         _describe(server)
-    stored = f"{len(storage.blobs)} blobs, {human_size(storage.bytes)} in {len(storage.repositories)} repositories"
+    stored = f"{document['blobs']} blobs, {human_size(document['bytes'])} in {document['repositories']} repositories"
     print(f"stored      {stored}")
     return EXIT_OK
 
