@@ -1,46 +1,155 @@
-"""Writing an ``oci-archive``: a tar of an OCI image layout, made all or nothing."""
+"""Writing ``oci-archive:FILE[:TAG]``: a layout built in a temporary directory, tarred reproducibly, renamed into place.
+
+An existing archive keeps its images: its layout files (``oci-layout``,
+``index.json``, ``blobs/``) are unpacked into the temporary directory first and
+written to as an existing layout. The tar is always the same bytes for the same
+layout: members sorted by path, owned by uid/gid 0 with no names, mtime 0,
+modes 0755 (directories) and 0644 (files).
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from ocilab.errors import InvalidInputError
-from ocilab.stores.layout import open_layout
+from ocilab.model import Descriptor
+from ocilab.stores.base import Writer
+from ocilab.stores.layout import open_layout, open_oci_archive
+from ocilab.stores.layout_writer import OciLayoutWriter
+
+_LAYOUT_FILES = ("oci-layout", "index.json")
+
+
+class OciArchiveWriter(Writer):
+    """A Writer for ``oci-archive:FILE[:TAG]``: a new file, or an existing archive whose images are kept."""
+
+    def __init__(self, path: Path, tag: str | None) -> None:
+        self.path = Path(path)
+        self.tag = tag or None
+        self.reference = f"oci-archive:{self.path}" + (f":{self.tag}" if self.tag else "")
+        self.existing = os.path.lexists(self.path)
+        if self.existing:
+            if not self.path.is_file() or self.path.is_symlink():
+                raise InvalidInputError(f"{self.path}: already exists and is not a file; an oci-archive is a tar file")
+            open_oci_archive(self.path).close()  # refuses what is not an OCI archive, before any write
+        self._temp: Path | None = None
+        self._layout: OciLayoutWriter | None = None
+        self._finished = False
+
+    def _writer(self) -> OciLayoutWriter:
+        """The layout being built (created, with the existing archive unpacked into it, on first use)."""
+        if self._finished:
+            raise InvalidInputError(f"{self.reference}: this write was already committed or aborted")
+        if self._layout is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._temp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
+            layout = self._temp / "layout"
+            if self.existing:
+                _unpack_layout(self.path, layout)
+            self._layout = OciLayoutWriter(layout, self.tag)
+        return self._layout
+
+    def has_blob(self, descriptor: Descriptor) -> bool:
+        return self._writer().has_blob(descriptor)
+
+    def put_blob(self, descriptor: Descriptor, stream: BinaryIO) -> None:
+        self._writer().put_blob(descriptor, stream)
+
+    def put_manifest(self, descriptor: Descriptor, raw: bytes) -> None:
+        self._writer().put_manifest(descriptor, raw)
+
+    def set_root(self, descriptor: Descriptor) -> None:
+        self._writer().set_root(descriptor)
+
+    def commit(self) -> None:
+        if self._finished:
+            return
+        writer = self._writer()
+        writer.commit()
+        tar_layout(writer.path, self.path, replace=True)
+        self.abort()  # the temporary directory is no longer needed
+
+    def abort(self) -> None:
+        if self._temp is not None:
+            shutil.rmtree(self._temp, ignore_errors=True)
+        self._finished = True
+
+    def close(self) -> None:
+        self.abort()
 
 
 def write_oci_archive(layout: Path, archive: Path) -> Path:
-    """Tar the layout directory ``layout`` into ``archive`` (which must not exist); its path.
+    """Tar the layout directory ``layout`` into ``archive`` (which must not exist), reproducibly; its path.
 
     The layout is opened first, so a directory that is not a layout is refused
-    before anything is written. Members are sorted and owned by root for a
-    reproducible archive; the tar is written to a temporary name and renamed.
+    before anything is written.
     """
     open_layout(layout).close()
-    if archive.exists():
+    if os.path.lexists(archive):
         raise InvalidInputError(f"{archive}: already exists; choose a new path")
     archive.parent.mkdir(parents=True, exist_ok=True)
+    tar_layout(layout, archive, replace=False)
+    return archive
+
+
+def tar_layout(directory: Path, archive: Path, *, replace: bool) -> None:
+    """Tar everything under ``directory`` into ``archive``, reproducibly, via a temporary file beside it.
+
+    With ``replace`` False an ``archive`` that appeared meanwhile is not overwritten
+    (InvalidInputError). Symlinks and special files are refused.
+    """
     handle, temporary = tempfile.mkstemp(prefix=f".{archive.name}.", dir=archive.parent)
     try:
         with (
             os.fdopen(handle, "wb") as stream,
             tarfile.open(fileobj=stream, mode="w", format=tarfile.PAX_FORMAT) as tar,
         ):
-            for path in sorted(layout.rglob("*")):
-                if path.is_symlink():
-                    raise InvalidInputError(f"{path}: symlinks have no place in an OCI layout")
-                info = tar.gettarinfo(str(path), arcname=path.relative_to(layout).as_posix())
-                info.uid = info.gid = 0
-                info.uname = info.gname = "root"
-                if info.isreg():
-                    with path.open("rb") as member:
-                        tar.addfile(info, member)
-                else:
-                    tar.addfile(info)
-        os.rename(temporary, archive)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return archive
+            for path in sorted(directory.rglob("*"), key=lambda p: p.relative_to(directory).as_posix()):
+                _add(tar, path, path.relative_to(directory).as_posix())
+        os.chmod(temporary, 0o644)
+        if replace:
+            os.replace(temporary, archive)
+        else:
+            try:
+                os.link(temporary, archive)
+            except FileExistsError:
+                raise InvalidInputError(f"{archive}: already exists; choose a new path") from None
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def _add(tar: tarfile.TarFile, path: Path, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.mtime = info.uid = info.gid = 0
+    if path.is_symlink():
+        raise InvalidInputError(f"{path}: symlinks have no place in an OCI layout")
+    if path.is_dir():
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(info)
+    elif path.is_file():
+        info.mode = 0o644
+        with path.open("rb") as member:
+            info.size = os.fstat(member.fileno()).st_size
+            tar.addfile(info, member)
+    else:
+        raise InvalidInputError(f"{path}: not a regular file or directory; refusing to archive it")
+
+
+def _unpack_layout(archive: Path, layout: Path) -> None:
+    """Extract the layout files of ``archive`` (regular files only) into the new directory ``layout``."""
+    with tarfile.open(archive, "r:*") as tar:
+        members = [member for member in tar if member.isreg() and _is_layout_file(member.name)]
+        try:
+            tar.extractall(layout, members=members, filter="data")
+        except tarfile.FilterError as error:
+            raise InvalidInputError(f"{archive}: unsafe member in the archive ({error})") from None
+
+
+def _is_layout_file(name: str) -> bool:
+    parts = [part for part in name.split("/") if part not in ("", ".")]
+    return (len(parts) == 1 and parts[0] in _LAYOUT_FILES) or (len(parts) == 3 and parts[0] == "blobs")
