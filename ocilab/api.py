@@ -60,56 +60,65 @@ def doctor() -> pandas.DataFrame:
 
 
 @contextmanager
-def _opened(image: Image | str) -> Iterator[Image]:
-    """The image itself, or the image a reference string names (closed again on exit)."""
+def _opened(image: Image | str, platform: str | Platform | None = None) -> Iterator[Image]:
+    """The image itself, or the image a reference string names, for ``platform`` from an index (closed on exit)."""
     if isinstance(image, str):
-        with open(image) as opened:
+        with open(image, platform) as opened:
             yield opened
     else:
         yield image
 
 
-def layers(image: Image | str) -> pandas.DataFrame:
-    """One row per layer: descriptor, build step, and counts of paths added, modified and removed."""
+def layers(image: Image | str, platform: str | Platform | None = None) -> pandas.DataFrame:
+    """One row per layer: descriptor, build step, and counts of paths added, modified and removed.
+
+    ``platform`` (``"linux/arm64"``) picks the image when a reference string names an index.
+    """
     import pandas
 
     from ocilab.engines.analysis import layer_summaries
 
-    with _opened(image) as opened:
+    with _opened(image, platform) as opened:
         return pandas.DataFrame([summary.to_json() for summary in layer_summaries(opened)])
 
 
-def changes(image: Image | str, layer: int | None = None, strict: bool = False) -> pandas.DataFrame:
+def changes(
+    image: Image | str, layer: int | None = None, strict: bool = False, platform: str | Platform | None = None
+) -> pandas.DataFrame:
     """Each layer's changeset (or only layer ``layer``'s): columns layer, path, change, type, size."""
     import pandas
 
     from ocilab.engines.analysis import changes as layer_changes
     from ocilab.present.rows import CHANGE_COLUMNS, change_rows
 
-    with _opened(image) as opened:
+    with _opened(image, platform) as opened:
         return pandas.DataFrame(change_rows(layer_changes(opened, layer, strict)), columns=CHANGE_COLUMNS)
 
 
-def diff(a: Image | str, b: Image | str, strict: bool = False) -> pandas.DataFrame:
+def diff(
+    a: Image | str, b: Image | str, strict: bool = False, platform: str | Platform | None = None
+) -> pandas.DataFrame:
     """Files that differ from ``a`` to ``b`` (path, change, type, size_a, size_b).
 
     ``frame.attrs["config"]`` holds the config keys that differ and
-    ``frame.attrs["layers"]`` the shared and distinct layer digests.
+    ``frame.attrs["layers"]`` the layers shared by content (diff_id), those
+    only in one image, and the shared ones stored with another compression.
+    ``platform`` picks both images from indexes.
     """
     import pandas
 
     from ocilab.engines.analysis import diff_images
     from ocilab.present.rows import DIFF_COLUMNS, diff_document
 
-    with _opened(a) as first, _opened(b) as second:
+    with _opened(a, platform) as first, _opened(b, platform) as second:
         document = diff_document(diff_images(first, second, strict))
     frame = pandas.DataFrame(document["files"], columns=DIFF_COLUMNS).astype({"size_a": "Int64", "size_b": "Int64"})
     frame.attrs.update(config=document["config"], layers=document["layers"])
     return frame
 
 
-def efficiency(image: Image | str) -> pandas.DataFrame:
-    """The paths that waste bytes (path, occurrences, wasted_bytes, visible), largest first.
+def efficiency(image: Image | str, top: int | None = None, platform: str | Platform | None = None) -> pandas.DataFrame:
+    """The paths that waste bytes (path, occurrences, wasted_bytes, visible), largest first; ``top`` of them.
 
     ``frame.attrs`` holds the totals: efficiency, total_bytes, final_bytes,
     wasted_bytes and wasted_percent.
@@ -119,8 +128,8 @@ def efficiency(image: Image | str) -> pandas.DataFrame:
     from ocilab.engines.analysis import efficiency as measure
     from ocilab.present.rows import WASTE_COLUMNS, efficiency_document
 
-    with _opened(image) as opened:
-        document = efficiency_document(measure(opened))
+    with _opened(image, platform) as opened:
+        document = efficiency_document(measure(opened), top)
     frame = pandas.DataFrame(document.pop("files"), columns=WASTE_COLUMNS)
     frame.attrs.update(document)
     return frame

@@ -24,6 +24,7 @@ import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
@@ -38,6 +39,7 @@ from ocilab.model import Descriptor, Digest
 from ocilab.model import mediatype as mt
 from ocilab.stores.layout_writer import LayoutWriter
 from tests.conftest import require_tool
+from tests.random_image import write_random_image
 
 WHAT = "oci:/test/layout:v1: layer 3 (sha256:feed)"
 """The layer label every error must carry."""
@@ -797,3 +799,122 @@ def test_cli_changes_on_a_good_layer(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     rows = {(row["path"], row["change"]) for row in json.loads(result.stdout)}
     assert rows == {("/etc", "added"), ("/etc/motd", "added")}
+
+
+# ----------------------------------------------------------------------- platforms, recompressed layers, --top
+
+
+def run_json(*args: str) -> Any:
+    result = run_cli(*args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def layer_names(layout: Path, digests: list[str]) -> set[str]:
+    """Every path the layer blobs ``digests`` of ``layout`` hold, with their parents, read by Python's tarfile."""
+    names: set[str] = set()
+    for digest in digests:
+        with tarfile.open(blob_file(layout, Descriptor(mt.OCI_LAYER_GZIP, Digest.parse(digest), 0))) as tar:
+            for name in tar.getnames():
+                parts = name.split("/")
+                names |= {"/" + "/".join(parts[:depth]) for depth in range(1, len(parts) + 1)}
+    return names
+
+
+def skopeo_layers(reference: str, architecture: str) -> list[str]:
+    """The layer digests skopeo picks from ``reference`` for linux/``architecture`` (the peer's platform choice)."""
+    require_tool("skopeo")
+    command = ["skopeo", "inspect", "--override-os", "linux", "--override-arch", architecture, reference]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return list(json.loads(result.stdout)["Layers"])
+
+
+@pytest.fixture
+def two_platforms(tmp_path: Path) -> str:
+    """An index over a linux/amd64 and a linux/arm64 image with different layers, tagged ``multi``; and the same
+    index nested inside another one (no platform on the outer descriptor), tagged ``nested``."""
+    image = write_random_image(tmp_path / "layout", 7, tag="multi", platforms=["linux/amd64", "linux/arm64"])
+    index = json.loads((image.layout / "index.json").read_text())
+    outer = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [image.root]}).encode()
+    digest = hashlib.sha256(outer).hexdigest()
+    (image.layout / "blobs" / "sha256" / digest).write_bytes(outer)
+    nested = {"mediaType": mt.OCI_INDEX, "digest": f"sha256:{digest}", "size": len(outer)}
+    index["manifests"].append({**nested, "annotations": {"org.opencontainers.image.ref.name": "nested"}})
+    (image.layout / "index.json").write_text(json.dumps(index))
+    return str(image.layout)
+
+
+@pytest.mark.parametrize("tag", ["multi", "nested"])
+@pytest.mark.parametrize("architecture", ["amd64", "arm64"])
+def test_platform_picks_the_image_from_an_index(two_platforms: str, tag: str, architecture: str) -> None:
+    """``--platform`` on layers, changes, diff and efficiency (and ``platform=`` in Python) reads the image skopeo
+    picks for that platform, through a nested index too; without it, linux/amd64."""
+    layout, reference, platform = Path(two_platforms), f"oci:{two_platforms}:{tag}", f"linux/{architecture}"
+    digests = skopeo_layers(f"oci:{two_platforms}:multi", architecture)
+    summaries = run_json("layers", reference, "--platform", platform)
+    assert [row["digest"] for row in summaries] == digests
+    assert list(ocilab.layers(reference, platform=platform)["digest"]) == digests
+    changes = run_json("changes", reference, "--platform", platform)
+    assert {row["path"] for row in changes} == layer_names(layout, digests)
+    assert set(ocilab.changes(reference, platform=platform)["path"]) == layer_names(layout, digests)
+    efficiency = run_json("efficiency", reference, "--platform", platform)
+    assert efficiency["wasted_bytes"] == 0 and efficiency["total_bytes"] > 0
+    diff = run_json("diff", reference, f"oci:{two_platforms}:multi", "--platform", platform)
+    assert diff["files"] == [] and diff["layers"]["shared"] == digests
+    if architecture == "amd64":
+        assert [row["digest"] for row in run_json("layers", reference)] == digests
+
+
+def test_platform_missing_from_the_index_lists_those_there_are(tmp_path: Path) -> None:
+    """An index with only a linux/arm64 image, read without ``--platform`` (so for linux/amd64) or for another
+    platform: exit 1, one line naming the platforms the index has."""
+    image = write_random_image(tmp_path / "layout", 8, platforms=["linux/arm64"])
+    for command in (["changes"], ["layers"], ["efficiency"], ["changes", "--platform", "linux/s390x"]):
+        result = run_cli(*command[:1], image.reference, *command[1:])
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "no image for platform linux/" in result.stderr and "(available: linux/arm64)" in result.stderr
+    assert run_cli("changes", image.reference, "--platform", "linux/arm64").returncode == 0
+
+
+def test_diff_counts_a_recompressed_layer_as_shared(tmp_path: Path) -> None:
+    """The same layers as gzip (written here) and as zstd (``skopeo copy --dest-compress-format zstd``): every
+    layer is shared by diff_id, each reported as differing only in compression, and no file differs."""
+    require_tool("skopeo")
+    image = write_random_image(tmp_path / "gzip", 9, layers=2)
+    zstd_reference = f"oci:{tmp_path / 'zstd'}:1"
+    command = ["skopeo", "copy", "-q", "--dest-compress", "--dest-compress-format", "zstd"]
+    subprocess.run([*command, image.reference, zstd_reference], check=True, capture_output=True)
+    zstd_layers = skopeo_layers(zstd_reference, "amd64")
+    assert zstd_layers != list(image.layers)
+    document = run_json("diff", image.reference, zstd_reference)
+    assert document["files"] == []
+    layers = document["layers"]
+    assert (layers["shared"], layers["only_a"], layers["only_b"]) == (list(image.layers), [], [])
+    assert [(r["a"]["digest"], r["b"]["digest"]) for r in layers["recompressed"]] == list(
+        zip(image.layers, zstd_layers, strict=True)
+    )
+    assert {r["b"]["media_type"] for r in layers["recompressed"]} == {mt.OCI_LAYER_ZSTD}
+    text = run_cli("diff", image.reference, zstd_reference).stdout
+    assert "layers: 2 shared, 0 only in A, 0 only in B" in text
+    assert text.count("only the compression differs") == 2 and "(oci.layer.zstd) in B" in text
+    assert ocilab.diff(image.reference, zstd_reference).attrs["layers"] == layers
+    same = run_json("diff", image.reference, image.reference)["layers"]
+    assert same["recompressed"] == [] and same["shared"] == list(image.layers)
+
+
+def test_efficiency_top_limits_the_json_file_list(tmp_path: Path) -> None:
+    """``efficiency --json --top N`` lists the N most wasteful paths of the full list, in its order; the totals do
+    not change; ``top=`` does the same for the DataFrame; ``--top 0`` is a usage error."""
+    rewritten = [member(f"f{n}", data=bytes(100 * (n + 1))) for n in range(5)]
+    base = make_tar([member(f"f{n}", data=bytes(10 * (n + 1))) for n in range(5)])  # f4 wastes the most
+    image = write_random_image(tmp_path / "layout", 10, layers=0, shared_layers=[base, make_tar(rewritten)])
+    full = run_json("efficiency", image.reference)
+    assert len(full["files"]) == 5
+    top = run_json("efficiency", image.reference, "--top", "2")
+    assert top["files"] == full["files"][:2] and [row["path"] for row in top["files"]] == ["/f4", "/f3"]
+    assert {key: value for key, value in top.items() if key != "files"} == {
+        key: value for key, value in full.items() if key != "files"
+    }
+    assert list(ocilab.efficiency(image.reference, top=2)["path"]) == [row["path"] for row in top["files"]]
+    assert run_cli("efficiency", image.reference, "--top", "0").returncode == 2

@@ -17,7 +17,7 @@ from ocilab.layers.filediff import FileDifference, diff_files
 from ocilab.layers.merge import Change, MergedFilesystem
 from ocilab.model import Digest
 from ocilab.model import mediatype as mt
-from ocilab.stores.image import Image
+from ocilab.stores.image import Image, Layer
 
 LayerCache = dict[Digest, list[Entry] | None]
 
@@ -119,30 +119,49 @@ def layer_summaries(image: Image) -> list[LayerSummary]:
 
 
 @dataclass(frozen=True)
+class Recompressed:
+    """A layer both images share by content (``diff_id``) but store as different blobs (e.g. gzip and zstd)."""
+
+    diff_id: Digest
+    a: Layer
+    b: Layer
+
+
+@dataclass(frozen=True)
 class ImageDiff:
-    """Files, config and layers: what changes from image ``a`` to image ``b``."""
+    """Files, config and layers: what changes from image ``a`` to image ``b``.
+
+    Layers are compared by content (``diff_id``): ``shared_layers`` are A's
+    blob digests whose content B has too, ``only_a``/``only_b`` the others, and
+    ``recompressed`` the shared ones whose blobs differ (only the compression does).
+    """
 
     files: list[FileDifference]
     config: dict[str, dict[str, Any]]
     shared_layers: list[Digest]
     only_a: list[Digest]
     only_b: list[Digest]
+    recompressed: list[Recompressed]
 
 
 def diff_images(a: Image, b: Image, strict: bool = False) -> ImageDiff:
     """Compare the merged filesystems, the configs and the layer lists of two images."""
-    shared = {layer.diff_id for layer in a.layers} & {layer.diff_id for layer in b.layers}
-    cache: LayerCache = dict.fromkeys(shared)
+    by_content_b = {layer.diff_id: layer for layer in b.layers}
+    diff_ids_a = {layer.diff_id for layer in a.layers}
+    cache: LayerCache = dict.fromkeys(diff_ids_a & by_content_b.keys())
     filesystem_a, _ = merge(a, strict=strict, cache=cache)
     filesystem_b, _ = merge(b, strict=strict, cache=cache)
-    digests_a = [layer.digest for layer in a.layers]
-    digests_b = [layer.digest for layer in b.layers]
     return ImageDiff(
         files=diff_files(filesystem_a.entries, filesystem_b.entries, strict),
         config=config_changes(a, b),
-        shared_layers=[digest for digest in digests_a if digest in digests_b],
-        only_a=[digest for digest in digests_a if digest not in digests_b],
-        only_b=[digest for digest in digests_b if digest not in digests_a],
+        shared_layers=[layer.digest for layer in a.layers if layer.diff_id in by_content_b],
+        only_a=[layer.digest for layer in a.layers if layer.diff_id not in by_content_b],
+        only_b=[layer.digest for layer in b.layers if layer.diff_id not in diff_ids_a],
+        recompressed=[
+            Recompressed(layer.diff_id, layer, by_content_b[layer.diff_id])
+            for layer in a.layers
+            if layer.diff_id in by_content_b and by_content_b[layer.diff_id].digest != layer.digest
+        ],
     )
 
 

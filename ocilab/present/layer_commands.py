@@ -13,28 +13,36 @@ from ocilab.present.text import human_size, parse_size, print_json, shorten, tab
 
 EXIT_OK, EXIT_THRESHOLD = 0, 1
 DEFAULT_LOWEST_EFFICIENCY = 0.9
+DEFAULT_TOP = 20
 CONFIG_VALUE_WIDTH = 160
 
 
 def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
     """Add the four commands to the CLI's subparsers; ``common`` adds --json and --tls-verify."""
+
+    def options(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--platform", metavar="OS/ARCH[/VARIANT]", help="the image for this platform, from an index (linux/amd64)"
+        )
+        common(parser)
+
     layers = commands.add_parser("layers", help="each layer: descriptor, build step, and counts of its changes")
     layers.add_argument("reference", metavar="REF")
-    common(layers)
+    options(layers)
     layers.set_defaults(handler=_layers)
 
     changes = commands.add_parser("changes", help="what each layer adds, modifies and removes")
     changes.add_argument("reference", metavar="REF")
     changes.add_argument("--layer", type=int, metavar="N", help="only layer N (0 is the base)")
     changes.add_argument("--strict", action="store_true", help="a different mtime alone counts as a modification")
-    common(changes)
+    options(changes)
     changes.set_defaults(handler=_changes)
 
     diff = commands.add_parser("diff", help="files, config and layers that differ between two images")
     diff.add_argument("reference_a", metavar="REF_A")
     diff.add_argument("reference_b", metavar="REF_B")
     diff.add_argument("--strict", action="store_true", help="a different mtime alone counts as a modification")
-    common(diff)
+    options(diff)
     diff.set_defaults(handler=_diff)
 
     efficiency = commands.add_parser("efficiency", help="bytes shipped in layers but hidden in the final filesystem")
@@ -45,15 +53,24 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     )
     efficiency.add_argument("--highest-wasted-bytes", type=parse_size, metavar="SIZE", help="e.g. 20MB, 5MiB")
     efficiency.add_argument("--highest-wasted-percent", type=float, metavar="PERCENT", help="0-100")
-    efficiency.add_argument("--top", type=int, default=20, metavar="N", help="paths listed in the table (default 20)")
-    common(efficiency)
+    efficiency.add_argument(
+        "--top", type=_positive, metavar="N", help=f"list only the N most wasteful paths (table default {DEFAULT_TOP})"
+    )
+    options(efficiency)
     efficiency.set_defaults(handler=_efficiency)
 
 
 def _open(reference: str, args: argparse.Namespace) -> Any:
     from ocilab.api import open as open_image
 
-    return open_image(reference, tls_verify=args.tls_verify == "true")
+    return open_image(reference, args.platform, tls_verify=args.tls_verify == "true")
+
+
+def _positive(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def _layers(args: argparse.Namespace) -> int:
@@ -109,6 +126,13 @@ def _diff(args: argparse.Namespace) -> int:
     layers = document["layers"]
     counts = (len(layers["shared"]), len(layers["only_a"]), len(layers["only_b"]))
     print("\nlayers: {} shared, {} only in A, {} only in B".format(*counts))
+    for layer in layers["recompressed"]:
+        a, b = layer["a"], layer["b"]
+        print(
+            f"  same content {layer['diff_id'][:19]}, only the compression differs:"
+            f" {a['digest'][:19]} ({mt.short_name(a['media_type'])}) in A,"
+            f" {b['digest'][:19]} ({mt.short_name(b['media_type'])}) in B"
+        )
     return EXIT_OK
 
 
@@ -120,7 +144,7 @@ def _efficiency(args: argparse.Namespace) -> int:
     from ocilab.engines.analysis import efficiency
 
     with _open(args.reference, args) as image:
-        document = efficiency_document(efficiency(image))
+        document = efficiency_document(efficiency(image), args.top)
     failures = _threshold_failures(document, args) if args.ci else []
     if args.ci:
         document["ci"] = {"passed": not failures, "failures": failures}
@@ -134,7 +158,7 @@ def _efficiency(args: argparse.Namespace) -> int:
         )
         rows = [
             (f["occurrences"], human_size(f["wasted_bytes"]), "yes" if f["visible"] else "no", f["path"])
-            for f in document["files"][: args.top]
+            for f in document["files"][: args.top or DEFAULT_TOP]
         ]
         print(table(["copies", "wasted", "visible", "path"], rows, max_width=120))
         for failure in failures:

@@ -39,12 +39,20 @@ def diff_document(diff: ImageDiff) -> dict[str, Any]:
             "shared": [str(d) for d in diff.shared_layers],
             "only_a": [str(d) for d in diff.only_a],
             "only_b": [str(d) for d in diff.only_b],
+            "recompressed": [
+                {
+                    "diff_id": str(r.diff_id),
+                    "a": {"digest": str(r.a.digest), "media_type": r.a.media_type},
+                    "b": {"digest": str(r.b.digest), "media_type": r.b.media_type},
+                }
+                for r in diff.recompressed
+            ],
         },
     }
 
 
-def efficiency_document(result: Efficiency) -> dict[str, Any]:
-    """``{efficiency, total_bytes, final_bytes, wasted_bytes, wasted_percent, files}``."""
+def efficiency_document(result: Efficiency, top: int | None = None) -> dict[str, Any]:
+    """``{efficiency, total_bytes, final_bytes, wasted_bytes, wasted_percent, files}``; ``top`` caps ``files``."""
     return {
         "efficiency": result.efficiency,
         "total_bytes": result.total_bytes,
@@ -53,6 +61,6 @@ def efficiency_document(result: Efficiency) -> dict[str, Any]:
         "wasted_percent": result.wasted_percent,
         "files": [
             {"path": w.path, "occurrences": w.occurrences, "wasted_bytes": w.wasted_bytes, "visible": w.visible}
-            for w in result.files
+            for w in result.files[:top]
         ],
     }

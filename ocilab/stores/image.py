@@ -7,10 +7,11 @@ always gives an ``Image``, selecting from an index by platform.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from ocilab.errors import NotFoundError, ValidationError
+from ocilab.errors import InvalidInputError, NotFoundError, ValidationError
 from ocilab.model import (
     Descriptor,
     Digest,
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     import pandas
 
 DEFAULT_PLATFORM = Platform("linux", "amd64")
+MAX_INDEX_DEPTH = 8
+"""Indexes inside indexes followed when choosing a platform's image."""
 
 
 @dataclass(frozen=True)
@@ -193,12 +196,28 @@ class ImageIndex:
         return self.index.manifests
 
     def image(self, platform: Platform) -> Image:
-        """The image for ``platform``; NotFoundError listing the platforms there are."""
-        chosen = self.index.select(platform)
-        if chosen is None:
-            available = ", ".join(str(d.platform) for d in self.manifests if d.platform) or "none declared"
-            raise NotFoundError(f"{self.reference}: no image for platform {platform} (available: {available})")
-        return _load_manifest(self.store, chosen)
+        """The first image for ``platform``, nested indexes followed; NotFoundError listing the platforms there are."""
+        seen: list[str] = []
+        for descriptor in self._images():
+            if descriptor.platform and descriptor.platform.matches(platform):
+                return _load_manifest(self.store, descriptor)
+            seen.append(str(descriptor.platform) if descriptor.platform else "undeclared")
+        available = ", ".join(dict.fromkeys(seen)) or "no images"
+        raise NotFoundError(
+            f"{self.reference}: no image for platform {platform} (available: {available}); choose one with --platform"
+        )
+
+    def _images(self, depth: int = 0) -> Iterator[Descriptor]:
+        """The image manifests' descriptors in order, a nested index's own in its place (read when reached)."""
+        for descriptor in self.manifests:
+            if mt.is_manifest(descriptor.media_type):
+                yield descriptor
+            elif descriptor.media_type in mt.INDEXES:
+                if depth >= MAX_INDEX_DEPTH:
+                    raise InvalidInputError(f"{self.reference}: indexes nested more than {MAX_INDEX_DEPTH} deep")
+                nested = resolve(self.store, descriptor)
+                if isinstance(nested, ImageIndex):
+                    yield from nested._images(depth + 1)
 
     def to_json(self) -> dict[str, Any]:
         """The ``ocilab inspect --json`` object for an index."""
