@@ -16,7 +16,7 @@ MAX_SIZE = 2**63 - 1
 """``size`` is an int64."""
 
 # RFC 3986 URI (not a relative reference): a scheme, then only URI characters, %XX escapes, at most one '#'.
-_URI = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):(?:[A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
+_URI = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
 
 
 @dataclass(frozen=True)
