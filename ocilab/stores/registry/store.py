@@ -443,9 +443,15 @@ def _check_reference(reference: Reference) -> None:
 
 
 def _check_tag(ref: Reference, tag: str) -> None:
-    """ReferenceFormatError unless ``tag`` is a valid tag of the repository."""
-    if not isinstance(tag, str) or not tag or Reference.parse(f"{ref.name}:{tag}").tag != tag:
-        raise ReferenceFormatError(f"{tag!r} is not a valid tag (letters, digits, '_', '.', '-'; at most 128)")
+    """ReferenceFormatError unless ``tag`` is a valid tag (the grammar ``Reference.parse`` applies)."""
+    try:
+        valid = isinstance(tag, str) and Reference.parse(f"{ref.name}:{tag}").tag == tag
+    except ReferenceFormatError:
+        valid = False
+    if not valid:
+        raise ReferenceFormatError(
+            f"{tag!r} is not a valid tag: up to 128 letters, digits, '_', '.' and '-', not starting with '.' or '-'"
+        )
 
 
 def _digest(value: Digest | str) -> Digest:
