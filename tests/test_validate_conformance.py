@@ -458,8 +458,7 @@ def test_empty_layers_are_a_warning() -> None:
 
 
 def test_unknown_media_types_in_an_index_are_not_errors() -> None:
-    """image-index.md: "An encountered `mediaType` that is unknown to the implementation MUST NOT generate an error."
-    """
+    """image-index.md: "An encountered `mediaType` that is unknown to the implementation MUST NOT generate an error"."""
     index = parse_index(mutated(SPEC_INDEX, "manifests.0.mediaType", "application/vnd.example.future+json"))
     assert warnings_of(index) == [] and index.manifests[0].media_type == "application/vnd.example.future+json"
 
