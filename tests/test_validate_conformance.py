@@ -29,6 +29,7 @@ from ocilab.model import mediatype as mt
 from ocilab.model import parse_config, parse_descriptor, parse_index, parse_manifest
 from ocilab.stores.layout import open_layout
 from tests.conftest import require_tool
+from tests.random_image import write_random_image
 from tests.test_cli import ocilab as run_cli
 from tests.test_model import DELETE, SPEC_CONFIG, SPEC_INDEX, SPEC_MANIFEST, encode, mutated
 
@@ -693,3 +694,17 @@ def test_base64_examples_agree_with_the_spec() -> None:
     """manifest.md: the empty descriptor's data "is the base64 encoding of `{}`: `e30=`"."""
     assert base64.b64encode(b"{}").decode() == EMPTY_DESCRIPTOR["data"]
     assert f"sha256:{hashlib.sha256(b'{}').hexdigest()}" == EMPTY_DIGEST
+
+
+def test_index_validates_every_image_it_reaches(tmp_path: Path) -> None:
+    """image-index.md: an index "points to specific image manifests": each is validated, and one whose layer
+    is damaged is named by the index entry that reaches it."""
+    image = write_random_image(tmp_path / "multi", seed=3, platforms=["linux/amd64", "linux/arm64"])
+    report = ocilab.validate(image.reference)
+    assert report.ok, report.problems
+    assert sum(line.startswith("manifest ") for line in report.checked) == 2
+    victim = tmp_path / "multi" / "blobs" / "sha256" / image.layers[-1].split(":")[1]
+    victim.write_bytes(victim.read_bytes()[:-1])
+    damaged = ocilab.validate(image.reference)
+    assert [e.field for e in damaged.errors] == ["layers[1]"]
+    assert "truncated" in damaged.errors[0].message
