@@ -18,6 +18,7 @@ import pytest
 from ocilab.engines.registry_server import RegistryServer, find_registry_binary
 from ocilab.errors import (
     AuthenticationError,
+    ComponentUnavailableError,
     DigestFormatError,
     InvalidInputError,
     RegistryNotFoundError,
@@ -363,6 +364,11 @@ def test_push_over_tls(tmp_path: Path, source: Store) -> None:
         with store(server.host, "tls/image:v1", insecure=False, ca_file=cert, chunk_size=30_000) as destination:
             pushed = push(source, destination)
         assert Digest.of_bytes(skopeo_raw(f"{server.host}/tls/image:v1")) == pushed.digest
+        untrusted = Recording(verify=True)  # the system's CAs do not know this certificate
+        with store(server.host, "tls/image:v2", untrusted, insecure=False) as destination:
+            with pytest.raises(ComponentUnavailableError, match="TLS failed"):
+                push(source, destination)
+        assert len(untrusted.requests) == 1  # a failed handshake is not retried
 
 
 # --- bad input is refused before any request ---------------------------------------------------------

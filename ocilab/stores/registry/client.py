@@ -3,7 +3,8 @@
 ``RegistryClient.authorised`` sends one request with the ``Authorization``
 the scope needs and answers a 401 challenge once (every body is bytes, so it
 can be sent again). ``send`` adds the status check, the retries of
-``RetryPolicy`` for requests the caller marks as safe to repeat, and maps a
+``RetryPolicy`` for requests the caller marks as safe to repeat (a failed TLS
+handshake is not retried), and maps a
 failed answer to a typed error carrying the distribution error code:
 
 =====================================  =============================================
@@ -33,7 +34,7 @@ from ocilab.errors import (
 from ocilab.model import Reference
 from ocilab.stores.registry.auth import Authenticator, DockerConfig
 from ocilab.stores.registry.retry import RETRYABLE_STATUSES, RetryPolicy
-from ocilab.stores.registry.transport import Response, Transport, read_body
+from ocilab.stores.registry.transport import Response, TLSFailure, Transport, read_body
 
 _ERROR_BODY_LIMIT = 64 * 1024
 _VERIFICATION_CODES = frozenset({"DIGEST_INVALID", "SIZE_INVALID", "MANIFEST_INVALID", "MANIFEST_BLOB_UNKNOWN"})
@@ -98,8 +99,8 @@ class RegistryClient:
         while True:
             try:
                 response = self.authorised(method, url, scope, headers, body)
-            except ComponentUnavailableError:
-                if repeatable and backoff.wait():
+            except ComponentUnavailableError as failure:
+                if repeatable and not isinstance(failure, TLSFailure) and backoff.wait():
                     continue
                 raise
             if response.status in ok:

@@ -28,6 +28,10 @@ CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
 
 
+class TLSFailure(ComponentUnavailableError):
+    """The TLS handshake failed (certificate not trusted, plain HTTP server ...): trying again cannot help."""
+
+
 class Response(Protocol):
     """A response whose body has not been read yet."""
 
@@ -95,7 +99,7 @@ class RequestsTransport:
                     allow_redirects=True,
                 )
         except requests.exceptions.SSLError as error:
-            raise ComponentUnavailableError(
+            raise TLSFailure(
                 f"TLS failed for {url}: {_reason(error)}; for a registry with a self-signed certificate"
                 " pass its CA as ca_file, or tls_verify=False (--tls-verify=false) to skip the check"
             ) from None

@@ -32,6 +32,7 @@ from ocilab.model import Descriptor, Digest, VerifyingReader
 from ocilab.model.digest import CHUNK_SIZE
 from ocilab.stores.registry.client import RegistryClient, next_location
 from ocilab.stores.registry.retry import RETRYABLE_STATUSES
+from ocilab.stores.registry.transport import TLSFailure
 
 DEFAULT_CHUNK_SIZE = 16 << 20
 _RANGE = re.compile(r"\s*0-([0-9]+)\s*")
@@ -85,8 +86,8 @@ def _send_chunk(client: RegistryClient, location: str, offset: int, chunk: bytes
         }
         try:
             response = client.authorised("PATCH", location, scope, headers, chunk[sent:])
-        except ComponentUnavailableError:
-            if not backoff.wait():
+        except ComponentUnavailableError as failure:
+            if isinstance(failure, TLSFailure) or not backoff.wait():
                 raise
         else:
             try:
