@@ -254,6 +254,15 @@ def test_a_directory_that_is_not_a_layout_is_refused(tmp_path: Path) -> None:
     assert snapshot(tmp_path) == {"dir": "dir", "dir/precious": hashlib.sha256(b"keep me").hexdigest()}
 
 
+def test_an_unwritable_place_is_one_clear_error(source: RandomImage, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("a file, not a directory")
+    for destination in (f"oci:{tmp_path / 'file' / 'layout'}", f"oci-archive:{tmp_path / 'file' / 'image.tar'}"):
+        with pytest.raises(InvalidInputError, match=r"file/(layout|image.tar): cannot write there \(File exists\)"):
+            copy_to(source, destination)
+    assert (tmp_path / "file").read_text() == "a file, not a directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "source"]
+
+
 def test_tagging_a_manifest_that_was_not_put_is_refused(tmp_path: Path) -> None:
     writer = open_layout_writer(tmp_path / "layout", "v1")
     with pytest.raises(NotFoundError, match="was not put"):

@@ -30,7 +30,10 @@ _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def busybox_layout(destination: Path, tag: str = "latest", busybox: Path = HOST_BUSYBOX) -> Path:
-    """Write a two-layer busybox image as an OCI layout at ``destination`` (which must not exist); its path."""
+    """Write a two-layer busybox image, tagged ``tag``, to the OCI layout at ``destination``; its path.
+
+    ``destination`` is a new path, an empty directory, or a layout (whose other images are kept).
+    """
     if not busybox.is_file():
         raise ComponentUnavailableError(
             f"{busybox}: no static busybox here; install it with apt-get install busybox-static"

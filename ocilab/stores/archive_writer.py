@@ -20,7 +20,7 @@ from ocilab.errors import InvalidInputError
 from ocilab.model import Descriptor
 from ocilab.stores.base import Writer
 from ocilab.stores.layout import open_layout, open_oci_archive
-from ocilab.stores.layout_writer import OciLayoutWriter
+from ocilab.stores.layout_writer import OciLayoutWriter, temporary_directory_beside
 
 _LAYOUT_FILES = ("oci-layout", "index.json")
 
@@ -46,8 +46,7 @@ class OciArchiveWriter(Writer):
         if self._finished:
             raise InvalidInputError(f"{self.reference}: this write was already committed or aborted")
         if self._layout is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._temp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
+            self._temp = temporary_directory_beside(self.path)
             layout = self._temp / "layout"
             if self.existing:
                 _unpack_layout(self.path, layout)

@@ -19,7 +19,6 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,7 +29,7 @@ from ocilab.stores.archive_writer import tar_layout
 from ocilab.stores.base import Writer
 from ocilab.stores.docker_archive import IMAGE_NAME, MANIFEST_FILE
 from ocilab.stores.layout import blob_path, open_layout
-from ocilab.stores.layout_writer import OciLayoutWriter
+from ocilab.stores.layout_writer import OciLayoutWriter, temporary_directory_beside
 
 
 class DockerArchiveWriter(Writer):
@@ -55,8 +54,7 @@ class DockerArchiveWriter(Writer):
         if self._finished:
             raise InvalidInputError(f"{self.reference}: this write was already committed or aborted")
         if self._layout is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._temp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
+            self._temp = temporary_directory_beside(self.path)
             self._layout = OciLayoutWriter(self._temp / "layout", self._name.tag if self._name else None)
         return self._layout
 

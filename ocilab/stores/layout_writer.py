@@ -58,9 +58,7 @@ class OciLayoutWriter(Writer):
         if self._finished:
             raise InvalidInputError(f"{self.reference}: this write was already committed or aborted")
         if self._work is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._work = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
-            os.chmod(self._work, 0o755)  # mkdtemp makes it private; a layout is readable like its blobs
+            self._work = temporary_directory_beside(self.path)
         return self._work
 
     def has_blob(self, descriptor: Descriptor) -> bool:
@@ -173,6 +171,17 @@ def remove_layout_tag(path: Path, tag: str) -> Descriptor:
     kept = [entry for entry in index.manifests if entry.annotations.get(REF_NAME) != tag]
     write_index(path, build_index(kept, annotations=index.annotations))
     return removed[0]
+
+
+def temporary_directory_beside(path: Path) -> Path:
+    """A new directory (mode 0755) beside ``path`` to build it in; InvalidInputError when that place is not writable."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    except OSError as error:
+        raise InvalidInputError(f"{path}: cannot write there ({error.strerror})") from None
+    os.chmod(work, 0o755)  # mkdtemp makes it private; a layout is readable like its blobs
+    return work
 
 
 def write_index(layout: Path, index: Index) -> None:
