@@ -180,10 +180,11 @@ class RegistryStore(Store, Writer):
             filtered = "artifacttype" in (response.headers.get("OCI-Filters-Applied") or "").lower()
         finally:
             response.close()
-        if not found:
-            raw, filtered = self._fallback_index(subject) or b"", False
-            if not raw:
+        if not found:  # no referrers API: the fallback tag, when anything was ever pushed with this subject
+            fallback = self._fallback_index(subject)
+            if fallback is None:
                 return []
+            raw, filtered = fallback, False
         referrers = parse_index(raw, f"{self.reference}: {what}").manifests
         if artifact_type and not filtered:
             return [item for item in referrers if item.artifact_type == artifact_type]
