@@ -84,17 +84,22 @@ def wait_until_gone(pid: int) -> None:
         time.sleep(0.05)
 
 
+def registry_pids(data_dir: Path) -> set[int]:
+    """The processes running ``registry serve <data_dir>/config.yml``, found by command line."""
+    config = os.fsencode(data_dir.resolve() / "config.yml")
+    found = set()
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and config in (entry / "cmdline").read_bytes().split(b"\0"):
+                found.add(int(entry.name))
+    return found
+
+
 def kill_registries(data_dir: Path) -> None:
     """Kill every registry serving ``data_dir``, found by command line, whatever the record says."""
-    config = os.fsencode(data_dir.resolve() / "config.yml")
-    for entry in Path("/proc").iterdir():
-        try:
-            arguments = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if config in arguments and entry.name.isdigit():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
+    for pid in registry_pids(data_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -193,6 +198,26 @@ def test_two_registries_with_different_data_run_at_once(data_dirs: Callable[[str
     assert ocilab_json("registry", "down", "--data", one)["pid"] == first["pid"]
     assert ocilab_json("registry", "status", "--data", two)["answers"] is True
     assert ocilab_json("registry", "status", "--data", one)["running"] is False
+
+
+def test_ups_racing_on_one_directory_start_one_registry(data_dirs: Callable[[str], Path]) -> None:
+    data = data_dirs("data")
+    # Each racer loads ocilab, then waits for its go on stdin, so all start `up` at the same moment.
+    script = "import sys; from ocilab.cli import main; sys.stdin.read(1); sys.exit(main(sys.argv[1:]))"
+    command = [sys.executable, "-c", script, "registry", "up", "--json", "--data", str(data)]
+    racers = [
+        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    for racer in racers:
+        assert racer.stdin is not None
+        racer.stdin.write("go")
+        racer.stdin.flush()
+    answers = [racer.communicate(timeout=120) for racer in racers]
+    assert [racer.returncode for racer in racers] == [0, 0, 0, 0], answers
+    documents = [json.loads(stdout) for stdout, _ in answers]
+    assert sorted(d["already_running"] for d in documents) == [False, True, True, True]
+    assert registry_pids(data) == {documents[0]["pid"]} == {d["pid"] for d in documents}
 
 
 def test_a_second_registry_on_the_same_data_is_refused(data_dirs: Callable[[str], Path]) -> None:

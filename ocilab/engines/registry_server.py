@@ -21,6 +21,8 @@ registry, is stale and ignored.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import http.client
 import json
 import os
@@ -33,6 +35,7 @@ import ssl
 import subprocess
 import time
 import weakref
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -47,6 +50,7 @@ _LOG_TAIL_LINES = 20
 _LOG_TAIL_BYTES = 64 * 1024
 SECRET_FILE = "http.secret"
 RECORD_FILE = "ocilab-registry.json"
+LOCK_FILE = ".ocilab-registry.lock"
 DATA_ENV = "OCILAB_REGISTRY_DATA"
 
 
@@ -261,18 +265,24 @@ class RegistryServer:
         Without ``detach`` the registry stops with this object or with Python;
         with it, it runs on in its own session until ``stop()`` (from any
         process, through ``find``). A registry already serving this data
-        directory from another process is refused: two must never share one.
+        directory from another process is refused: two must never share one
+        (starts on one directory take turns, under a lock file in it).
         """
         if self.running:
             return self
         self.stop()  # clean up after a process that died on its own
+        self._data_dir.mkdir(parents=True, exist_ok=True)
+        with _exclusive(self._data_dir / LOCK_FILE):
+            self._launch(detach)
+        return self
+
+    def _launch(self, detach: bool) -> None:
         other = RegistryServer.find(self._data_dir)
         if other is not None:
             raise ComponentUnavailableError(
                 f"a registry (pid {other.pid}) already serves {self._data_dir} on {other.url};"
                 f" stop it first (`ocilab registry down --data {self._data_dir}`)"
             )
-        self._data_dir.mkdir(parents=True, exist_ok=True)
         if not _port_is_free(self._port):
             raise ComponentUnavailableError(f"cannot start the registry: 127.0.0.1:{self._port} is already in use")
         self._write_config()
@@ -295,7 +305,6 @@ class RegistryServer:
         except ComponentUnavailableError:
             self.stop()
             raise
-        return self
 
     def stop(self) -> None:
         """Terminate the registry, killing it if it has not exited after a few seconds, and drop its record.
@@ -538,6 +547,17 @@ def _exits(pidfd: int, timeout: float) -> bool:
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     return bool(poller.poll(timeout * 1000))
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``lock`` (created 0600) for the ``with`` block."""
+    descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def _private_copy(path: Path, data: bytes) -> Path:

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ocilab.errors import InvalidInputError
+from ocilab.errors import ComponentUnavailableError, InvalidInputError
 from ocilab.model import mediatype as mt
 from ocilab.present.text import human_size, print_json, table
 
@@ -89,7 +89,13 @@ def _up(args: argparse.Namespace) -> int:
                 raise InvalidInputError(f"--auth {user!r}: give USER:PASSWORD, with a ':' between them")
             htpasswd = write_htpasswd(data / "htpasswd", user, password)
         tls = self_signed_certificate(data / "tls") if args.tls else None
-        server = RegistryServer(data, port=args.port, htpasswd=htpasswd, tls=tls).start(detach=True)
+        try:
+            server = RegistryServer(data, port=args.port, htpasswd=htpasswd, tls=tls).start(detach=True)
+        except ComponentUnavailableError:
+            server = RegistryServer.find(data)  # another `up` won the race: that one is ours too
+            if server is None:
+                raise
+            already = True
     answers = server.answers()
     if args.json:
         print_json({**server.to_json(), "already_running": already, "answers": answers})
