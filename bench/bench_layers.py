@@ -238,6 +238,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="synthetic images only, one repetition")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions per operation (default 3)")
+    parser.add_argument("--pair", choices=sorted(DIFF_PAIRS), action="append", help="only this pair (repeatable)")
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
@@ -245,6 +246,8 @@ def main() -> int:
     repeat = 1 if args.quick else args.repeat
     check_tools()
     names = SYNTHETIC if args.quick else REALISTIC + SYNTHETIC
+    if args.pair:
+        names = tuple(name for pair in args.pair for name in (pair, DIFF_PAIRS[pair]))
     try:
         built = {image.name: image for image in images.ensure(names)}
     except images.BuildError as error:

@@ -6,7 +6,8 @@
   files). Exported with ``docker save`` + ``skopeo copy``.
 - ``many-small`` (synthetic, no engine): 100,000 small files over 1,000 directories in one layer, then a layer
   that modifies 10% of them, deletes 10% (whiteouts) and adds 1%. ``many-small-b`` shares the first layer and
-  picks other files in its second. Deterministic from a seed.
+  picks other files in its second. Deterministic from a seed. ``many-200k`` and ``many-200k-b``: the same
+  with 200,000 files (for memory per path).
 
 Run alone, it builds what is missing and prints each image's figures.
 """
@@ -42,8 +43,10 @@ CACHE_DIR = BENCH_DIR / "cache"
 TAG = "bench"
 
 REALISTIC = ("debian", "debian-b")
-SYNTHETIC = ("many-small", "many-small-b")
-DIFF_PAIRS = {"debian": "debian-b", "many-small": "many-small-b"}
+SYNTHETIC_FILES = {"many-small": 100_000, "many-small-b": 100_000, "many-200k": 200_000, "many-200k-b": 200_000}
+"""Files in the first layer of each synthetic image; a pair with the same count shares that layer."""
+SYNTHETIC = tuple(SYNTHETIC_FILES)
+DIFF_PAIRS = {"debian": "debian-b", "many-small": "many-small-b", "many-200k": "many-200k-b"}
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DOCKERFILE_BASE = """\
@@ -60,10 +63,9 @@ DOCKERFILE_LAST = {
 }
 
 SEED = 20_240_531
-FILES = 100_000
 DIRS = 1_000
 EPOCH = 1_700_000_000
-VARIANT_SEEDS = {"many-small": 1, "many-small-b": 2}
+VARIANT_SEEDS = {"many-small": 1, "many-small-b": 2, "many-200k": 1, "many-200k-b": 2}
 GZIP_LEVEL = 6
 
 
@@ -258,10 +260,10 @@ def _parents(paths: Iterable[str]) -> list[str]:
     return sorted(parents)
 
 
-def _base_entries() -> Iterator[tuple[tarfile.TarInfo, bytes | None]]:
-    """Layer 1: every directory, then FILES files."""
+def _base_entries(count: int) -> Iterator[tuple[tarfile.TarInfo, bytes | None]]:
+    """Layer 1: every directory, then ``count`` files."""
     rng = random.Random(SEED)
-    files = [_file(index) for index in range(FILES)]
+    files = [_file(index) for index in range(count)]
     for directory in _parents(files):
         yield _info(directory, tarfile.DIRTYPE), None
     for path in files:
@@ -272,9 +274,10 @@ def _base_entries() -> Iterator[tuple[tarfile.TarInfo, bytes | None]]:
 def _change_entries(variant: str) -> Iterator[tuple[tarfile.TarInfo, bytes | None]]:
     """Layer 2: modify 10% of the files, delete another 10% (``.wh.`` entries), add 1% under a new directory."""
     rng = random.Random(SEED * 10 + VARIANT_SEEDS[variant])
-    chosen = rng.sample(range(FILES), FILES // 5)
-    modified, deleted = sorted(chosen[: FILES // 10]), sorted(chosen[FILES // 10 :])
-    added = [f"srv/{variant}/f{index:06d}.txt" for index in range(FILES // 100)]
+    count = SYNTHETIC_FILES[variant]
+    chosen = rng.sample(range(count), count // 5)
+    modified, deleted = sorted(chosen[: count // 10]), sorted(chosen[count // 10 :])
+    added = [f"srv/{variant}/f{index:06d}.txt" for index in range(count // 100)]
     touched = [_file(index) for index in modified + deleted] + added
     for directory in _parents(touched):
         yield _info(directory, tarfile.DIRTYPE), None
@@ -288,7 +291,13 @@ def _change_entries(variant: str) -> Iterator[tuple[tarfile.TarInfo, bytes | Non
 
 def _build_synthetic(names: list[str]) -> None:
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
-    base = _write_layer(_base_entries(), f"synthetic: {FILES} files in {DIRS} directories (seed {SEED})")
+    for count in sorted({SYNTHETIC_FILES[name] for name in names}):
+        _build_sharing_base(count, [name for name in names if SYNTHETIC_FILES[name] == count])
+
+
+def _build_sharing_base(count: int, names: list[str]) -> None:
+    """The images ``names``, whose first layer is the same ``count`` files."""
+    base = _write_layer(_base_entries(count), f"synthetic: {count} files in {DIRS} directories (seed {SEED})")
     with base.blob:
         for name in names:
             change = _write_layer(_change_entries(name), f"synthetic: modify 10%, delete 10%, add 1% ({name})")

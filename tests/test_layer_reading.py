@@ -160,7 +160,7 @@ def tarfile_view(tar: bytes) -> list[tuple[object, ...]]:
             if kind == "file":
                 stream = archive.extractfile(info)
                 assert stream is not None
-                digest = hashlib.sha256(stream.read()).hexdigest()
+                digest = hashlib.sha256(stream.read()).digest()
             link = {"symlink": info.linkname, "hardlink": normalised(info.linkname)}.get(kind)
             device = (info.devmajor, info.devminor) if kind in ("char", "block") else None
             size = info.size if kind == "file" else 0
@@ -270,8 +270,8 @@ def test_entries_match_tarfile(format_name: str, compression: str) -> None:
     assert entry_view(entries) == tarfile_view(tar)
     assert len(entries) == len(sample_members(FORMATS[format_name])) - 1  # all but the root
     by_path = {entry.path: entry for entry in entries}
-    assert by_path["/etc/big"].digest == hashlib.sha256(ACROSS_READS).hexdigest()
-    assert by_path["/etc/empty"].size == 0 and by_path["/etc/empty"].digest == hashlib.sha256(b"").hexdigest()
+    assert by_path["/etc/big"].digest == hashlib.sha256(ACROSS_READS).digest()
+    assert by_path["/etc/empty"].size == 0 and by_path["/etc/empty"].digest == hashlib.sha256(b"").digest()
     assert by_path["/etc/hard"].link == "/etc/big" and by_path["/etc/hard"].digest is None
     assert by_path["/dev/null"].device == (1, 3) and by_path["/usr/bin/suid"].mode == 0o4755
     assert "/" + NON_ASCII in by_path and "/etc/dotted" in by_path

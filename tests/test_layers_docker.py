@@ -488,7 +488,7 @@ def ocilab_view(filesystem: MergedFilesystem) -> tuple[dict[str, Node], set[froz
     for path, entry in filesystem.entries.items():
         kind, content = entry.kind, None
         if entry.kind in ("file", "hardlink"):
-            kind, content = "file", entry.digest
+            kind, content = "file", entry.digest.hex() if entry.digest else None
         elif entry.kind == "symlink":
             content = entry.link
         nodes[path] = Node(kind, entry.mode & 0o7777, entry.uid, entry.gid, content)

@@ -34,8 +34,8 @@ except ImportError:  # pragma: no cover - the test environment installs it
 # ---------------------------------------------------------------------------------------------------- entry makers
 
 
-def digest(content: bytes) -> str:
-    return hashlib.sha256(content).hexdigest()
+def digest(content: bytes) -> bytes:
+    return hashlib.sha256(content).digest()
 
 
 def file(

@@ -25,7 +25,7 @@ from ocilab.errors import InvalidInputError
 from ocilab.layers.entries import Entry
 from ocilab.layers.merge import MergedFilesystem
 from ocilab.layers.resolve import MAX_HOPS, resolve_directory, resolve_parent
-from tests.conftest import require_tool
+from tests.conftest import require, require_tool
 from tests.random_image import write_random_image
 from tests.test_layers_docker import rootfs_view
 
@@ -77,7 +77,7 @@ def ocilab_view(reference: str) -> dict[str, tuple[str, str | None]]:
 
 def view_node(entry: Entry) -> tuple[str, str | None]:
     if entry.kind in ("file", "hardlink"):
-        return "file", entry.digest
+        return "file", entry.digest.hex() if entry.digest else None
     return entry.kind, entry.link if entry.kind == "symlink" else None
 
 
@@ -267,3 +267,23 @@ def test_json_of_changes_names_the_landing_path(tmp_path: Path) -> None:
     result = cli("changes", reference, "--layer", "1", "--json")
     assert result.returncode == 0, result.stderr
     assert [(row["path"], row["change"]) for row in json.loads(result.stdout)] == [("/etc/file", "added")]
+
+
+def test_docker_overlay2_differs_and_keeps_the_literal_path(tmp_path: Path, docker_client: Any) -> None:
+    """The documented difference: loaded into the Docker engine (overlay2), the same layers give a container
+    where ``/etc2`` is a directory holding ``file`` and ``/etc`` has no ``file``; ocilab follows umoci instead."""
+    require_tool("skopeo")
+    require(docker_client.info().get("Driver") == "overlay2", "a Docker engine with the overlay2 storage driver")
+    reference = layout(tmp_path / "layout", [*ETC, ("etc2", "symlink", "etc")], [("etc2/file", "file", "hi\n")])
+    tag = "ocilab-test/symlinked:1"
+    subprocess.run(["skopeo", "copy", "-q", reference, f"docker-daemon:{tag}"], check=True, capture_output=True)
+    container = docker_client.containers.create(tag, "/none")
+    try:
+        exported = io.BytesIO(b"".join(container.export()))
+    finally:
+        container.remove()
+        docker_client.images.remove(tag)
+    with tarfile.open(fileobj=exported) as archive:
+        kinds = {member.name.rstrip("/"): member.type for member in archive}
+    assert kinds["etc2"] == tarfile.DIRTYPE and "etc2/file" in kinds and "etc/file" not in kinds
+    assert ocilab_view(reference)["/etc2"] == ("symlink", "etc") and "/etc/file" in ocilab_view(reference)

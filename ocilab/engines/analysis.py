@@ -6,7 +6,7 @@ both images share), verified against its digest and diff_id as it goes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,12 +33,18 @@ def layer_entries(image: Image, position: int) -> Iterator[Entry]:
 
 
 def merge(
-    image: Image, upto: int | None = None, strict: bool = False, cache: LayerCache | None = None
+    image: Image,
+    upto: int | None = None,
+    strict: bool = False,
+    cache: LayerCache | None = None,
+    keep_changes: bool = True,
 ) -> tuple[MergedFilesystem, list[list[Change]]]:
     """The filesystem after layers ``0..upto`` (all by default) and each layer's changes.
 
     ``cache`` keeps the entries of layers whose diff_id is in it (as a key) so a
-    second image sharing them does not read them again.
+    second image sharing them does not read them again. Without
+    ``keep_changes`` each layer's changes are dropped once it is applied (the
+    lists come back empty), so only the merged view stays in memory.
     """
     if upto is not None and not 0 <= upto < len(image.layers):
         raise NotFoundError(
@@ -49,19 +55,20 @@ def merge(
     per_layer = []
     for layer in image.layers[: last + 1]:
         what = f"{image.reference}: layer {layer.index} ({layer.digest})"
-        per_layer.append(filesystem.apply(_entries(image, layer.index, cache), strict, what))
+        layer_changes = filesystem.apply(_entries(image, layer.index, cache), strict, what)
+        per_layer.append(layer_changes if keep_changes else [])
     return filesystem, per_layer
 
 
-def _entries(image: Image, position: int, cache: LayerCache | None) -> list[Entry]:
+def _entries(image: Image, position: int, cache: LayerCache | None) -> Iterable[Entry]:
+    """The layer's entries: from ``cache``, or streamed (and kept in ``cache`` when it has the diff_id as a key)."""
     diff_id = image.layers[position].diff_id
-    cached = cache.get(diff_id) if cache is not None else None
-    if cached is not None:
-        return cached
-    entries = list(layer_entries(image, position))
-    if cache is not None and diff_id in cache:
-        cache[diff_id] = entries
-    return entries
+    if cache is None or diff_id not in cache:
+        return layer_entries(image, position)
+    cached = cache[diff_id]
+    if cached is None:
+        cached = cache[diff_id] = list(layer_entries(image, position))
+    return cached
 
 
 def changes(image: Image, layer: int | None = None, strict: bool = False) -> list[Change]:
@@ -149,10 +156,12 @@ def diff_images(a: Image, b: Image, strict: bool = False) -> ImageDiff:
     by_content_b = {layer.diff_id: layer for layer in b.layers}
     diff_ids_a = {layer.diff_id for layer in a.layers}
     cache: LayerCache = dict.fromkeys(diff_ids_a & by_content_b.keys())
-    filesystem_a, _ = merge(a, strict=strict, cache=cache)
-    filesystem_b, _ = merge(b, strict=strict, cache=cache)
+    # Only the views are kept: the inodes and the directory index of A go before B is merged.
+    entries_a = merge(a, strict=strict, cache=cache, keep_changes=False)[0].entries
+    entries_b = merge(b, strict=strict, cache=cache, keep_changes=False)[0].entries
+    del cache
     return ImageDiff(
-        files=diff_files(filesystem_a.entries, filesystem_b.entries, strict),
+        files=diff_files(entries_a, entries_b, strict),
         config=config_changes(a, b),
         shared_layers=[layer.digest for layer in a.layers if layer.diff_id in by_content_b],
         only_a=[layer.digest for layer in a.layers if layer.diff_id not in by_content_b],
@@ -181,5 +190,5 @@ def config_changes(a: Image, b: Image) -> dict[str, dict[str, Any]]:
 
 def efficiency(image: Image) -> Efficiency:
     """How much of the image's file bytes survive to the merged filesystem, and which paths waste the rest."""
-    filesystem, _ = merge(image)
+    filesystem, _ = merge(image, keep_changes=False)
     return measure(filesystem)

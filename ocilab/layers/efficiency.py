@@ -20,6 +20,7 @@ and ``final_bytes + wasted_bytes == total_bytes`` holds exactly.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from ocilab.layers.merge import MergedFilesystem
@@ -61,17 +62,15 @@ def measure(filesystem: MergedFilesystem) -> Efficiency:
     counted once, and stays visible as long as one of its names does.
     """
     visible = filesystem.visible_inodes()
-    by_path: dict[str, list[int]] = {}
-    for inode, written in enumerate(filesystem.written):
-        by_path.setdefault(written.path, []).append(inode)
-    total = final = 0
-    wasted = []
-    for path, inodes in by_path.items():
-        sizes = [filesystem.written[inode].size for inode in inodes]
-        loss = sum(size for inode, size in zip(inodes, sizes, strict=True) if inode not in visible)
-        total += sum(sizes)
-        final += sum(sizes) - loss
-        if loss > 0 or len(inodes) > 1:
-            wasted.append(WastedPath(path, len(inodes), loss, path in filesystem.entries))
+    paths, sizes = filesystem.written_paths, filesystem.written_sizes
+    copies = Counter(paths)
+    losses: dict[str, int] = {}
+    for inode, path in enumerate(paths):
+        loss = 0 if inode in visible else sizes[inode]
+        if loss or copies[path] > 1:
+            losses[path] = losses.get(path, 0) + loss
+    wasted = [WastedPath(path, copies[path], loss, path in filesystem.entries) for path, loss in losses.items()]
+    total = sum(sizes)
+    final = total - sum(losses.values())
     wasted.sort(key=lambda item: (-item.wasted_bytes, item.path))
     return Efficiency(total, final, tuple(wasted))

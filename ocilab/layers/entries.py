@@ -34,8 +34,8 @@ class Entry:
     """One path a layer sets (or, for whiteouts, hides).
 
     ``kind`` is file, dir, symlink, hardlink, char, block, fifo, whiteout or
-    opaque. ``size`` and ``digest`` (sha256 hex of the content) are for regular
-    files only. ``link`` is a symlink's target as written, or a hard link's
+    opaque. ``size`` and ``digest`` (the sha256 of the content, 32 raw bytes)
+    are for regular files only. ``link`` is a symlink's target as written, or a hard link's
     target as a normalised ``/path``.
     """
 
@@ -47,7 +47,7 @@ class Entry:
     gid: int = 0
     mtime: float = 0.0
     link: str | None = None
-    digest: str | None = None
+    digest: bytes | None = None
     device: tuple[int, int] | None = None
 
 

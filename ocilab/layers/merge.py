@@ -15,6 +15,7 @@ is under it, so a symlink before the writes through it), hard links last.
 from __future__ import annotations
 
 import posixpath
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -47,21 +48,14 @@ def differs(old: Entry, new: Entry, strict: bool = False) -> bool:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class WrittenFile:
-    """A regular file some layer wrote: the path it was written at and its size (an inode, for efficiency)."""
-
-    path: str
-    size: int
-
-
 @dataclass
 class MergedFilesystem:
     """What a container sees after the layers applied so far; ``entries`` maps ``/path`` to its Entry.
 
-    Regular files are inodes: every file a layer writes is a new one
-    (``written``, in order: where it was written and its size), and ``inode``
-    maps each visible file or hard link to its inode. A hard link shares its
+    Regular files are inodes: every file a layer writes is a new one, numbered
+    in order (``written_paths[n]`` is where inode ``n`` was written,
+    ``written_sizes[n]`` its size), and ``inode`` maps each visible file or
+    hard link to its inode. A hard link shares its
     target's inode, so it carries the target's content (its Entry's ``digest``
     and ``size``) and keeps it when the target is later rewritten or removed,
     as the layer rules' unlink-and-recreate semantics have it.
@@ -69,7 +63,8 @@ class MergedFilesystem:
 
     entries: dict[str, Entry] = field(default_factory=dict)
     inode: dict[str, int] = field(default_factory=dict)
-    written: list[WrittenFile] = field(default_factory=list)
+    written_paths: list[str] = field(default_factory=list)
+    written_sizes: array[int] = field(default_factory=lambda: array("q"))
     layers: int = 0
     _children: dict[str, set[str]] = field(default_factory=dict, repr=False)
 
@@ -141,8 +136,9 @@ class MergedFilesystem:
         if entry.kind == "hardlink":
             entry, inode = self._linked(entry, what)
         elif entry.kind == "file":
-            inode = len(self.written)
-            self.written.append(WrittenFile(path, entry.size))
+            inode = len(self.written_paths)
+            self.written_paths.append(path)
+            self.written_sizes.append(entry.size)
         self._ensure_parents(path, before, what)
         old = self.entries.get(path)
         if old is not None and old.kind == "dir" and entry.kind != "dir":

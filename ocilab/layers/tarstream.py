@@ -37,7 +37,7 @@ _NUL_AS_SPACE = bytes.maketrans(b"\0", b" ")
 
 @dataclass(slots=True)
 class TarHeader:
-    """One archive member as the tar stream describes it; ``digest`` is the sha256 hex of a file's content.
+    """One archive member as the tar stream describes it; ``digest`` is the sha256 of a file's content (32 bytes).
 
     ``read_tar`` fills ``digest`` in as the content streams past, before it yields the header.
     """
@@ -52,7 +52,7 @@ class TarHeader:
     linkname: str
     devmajor: int
     devminor: int
-    digest: str | None
+    digest: bytes | None
 
 
 class _Feed:
@@ -90,8 +90,8 @@ class _Feed:
         self._position += len(data)
         return data
 
-    def digest_of(self, count: int, name: str) -> str:
-        """The sha256 hex of the next ``count`` bytes, consumed without keeping them."""
+    def digest_of(self, count: int, name: str) -> bytes:
+        """The sha256 (32 raw bytes) of the next ``count`` bytes, consumed without keeping them."""
         content = hashlib.sha256()
         remaining = count
         while remaining:
@@ -104,7 +104,7 @@ class _Feed:
             content.update(memoryview(self._buffer)[self._position : self._position + step])
             self._position += step
             remaining -= step
-        return content.hexdigest()
+        return content.digest()
 
     def skip(self, count: int, name: str) -> None:
         """Consume ``count`` bytes that must be there."""
@@ -131,6 +131,8 @@ def read_tar(source: ByteSource, hasher: hashlib._Hash, limit: int, what: str) -
     ``limit`` bytes in all.
     """
     feed = _Feed(source, hasher, limit, what)
+    modes: dict[int, int] = {}  # one object per distinct mode and mtime: paths are many, their values few
+    mtimes: dict[float, float] = {}
     pending: dict[str, str] = {}
     global_pax: dict[str, str] = {}
     while True:
@@ -167,6 +169,8 @@ def read_tar(source: ByteSource, hasher: hashlib._Hash, limit: int, what: str) -
         fields = {**global_pax, **pending}
         pending = {}
         header = _header(block, kind, size, raw_name, fields, what)
+        header.mode = modes.setdefault(header.mode, header.mode)
+        header.mtime = mtimes.setdefault(header.mtime, header.mtime)
         if kind == "file":
             header.digest = feed.digest_of(header.size, header.name)
             feed.skip(-header.size % BLOCK, header.name)

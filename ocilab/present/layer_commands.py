@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from ocilab.model import mediatype as mt
 from ocilab.present.rows import change_rows, diff_document, efficiency_document
@@ -15,6 +16,8 @@ EXIT_OK, EXIT_THRESHOLD = 0, 1
 DEFAULT_LOWEST_EFFICIENCY = 0.9
 DEFAULT_TOP = 20
 CONFIG_VALUE_WIDTH = 160
+JSON_SLICE = 10_000
+T = TypeVar("T")
 
 
 def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -94,16 +97,29 @@ def _changes(args: argparse.Namespace) -> int:
     from ocilab.engines.analysis import changes
 
     with _open(args.reference, args) as image:
-        rows = change_rows(changes(image, args.layer, args.strict))
+        found = changes(image, args.layer, args.strict)
     if args.json:
-        print_json(rows)
+        _print_json_list(found, change_rows)
         return EXIT_OK
+    rows = change_rows(found)
     marks = {"added": "A", "modified": "M", "removed": "D"}
     print(table(["layer", "", "type", "size", "path"], [
         (r["layer"], marks[r["change"]], r["type"], human_size(r["size"]) if r["type"] == "file" else "", r["path"])
         for r in rows
     ], max_width=120))  # fmt: skip
     return EXIT_OK
+
+
+def _print_json_list(items: list[T], rows: Callable[[list[T]], list[dict[str, Any]]]) -> None:
+    """``print_json(rows(items))``, written a slice at a time when piped, so a long list is never one string."""
+    if sys.stdout.isatty():
+        print_json(rows(items))
+        return
+    sys.stdout.write("[")
+    for start in range(0, len(items), JSON_SLICE):
+        text = json.dumps(rows(items[start : start + JSON_SLICE]))
+        sys.stdout.write((", " if start else "") + text[1:-1])
+    sys.stdout.write("]\n")
 
 
 def _diff(args: argparse.Namespace) -> int:
