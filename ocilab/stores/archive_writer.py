@@ -13,6 +13,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,19 +40,21 @@ class OciArchiveWriter(Writer):
             open_oci_archive(self.path).close()  # refuses what is not an OCI archive, before any write
         self._temp: Path | None = None
         self._layout: OciLayoutWriter | None = None
+        self._creating = threading.Lock()
         self._finished = False
 
     def _writer(self) -> OciLayoutWriter:
         """The layout being built (created, with the existing archive unpacked into it, on first use)."""
         if self._finished:
             raise InvalidInputError(f"{self.reference}: this write was already committed or aborted")
-        if self._layout is None:
-            self._temp = temporary_directory_beside(self.path)
-            layout = self._temp / "layout"
-            if self.existing:
-                _unpack_layout(self.path, layout)
-            self._layout = OciLayoutWriter(layout, self.tag)
-        return self._layout
+        with self._creating:  # blobs arrive from several threads: build one layout, once
+            if self._layout is None:
+                self._temp = temporary_directory_beside(self.path)
+                layout = self._temp / "layout"
+                if self.existing:
+                    _unpack_layout(self.path, layout)
+                self._layout = OciLayoutWriter(layout, self.tag)
+            return self._layout
 
     def has_blob(self, descriptor: Descriptor) -> bool:
         return self._writer().has_blob(descriptor)

@@ -65,7 +65,8 @@ class Writer(ABC):
     the reference's tag, and ``commit`` publishes. Until ``commit`` returns, a
     writer that can (layouts, archives) leaves the destination as it was;
     ``abort`` undoes what was written. Used as a context manager, a writer
-    commits on success and aborts on an exception.
+    commits on success and aborts on an exception. ``has_blob``, ``put_blob``
+    and ``mount_blob`` may be called from several threads at once.
     """
 
     #: The transport string this writer was opened for.

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import BinaryIO
 
@@ -48,15 +49,17 @@ class DockerArchiveWriter(Writer):
         self._root: Descriptor | None = None
         self._temp: Path | None = None
         self._layout: OciLayoutWriter | None = None
+        self._creating = threading.Lock()
         self._finished = False
 
     def _writer(self) -> OciLayoutWriter:
         if self._finished:
             raise InvalidInputError(f"{self.reference}: this write was already committed or aborted")
-        if self._layout is None:
-            self._temp = temporary_directory_beside(self.path)
-            self._layout = OciLayoutWriter(self._temp / "layout", self._name.tag if self._name else None)
-        return self._layout
+        with self._creating:  # blobs arrive from several threads: build one layout, once
+            if self._layout is None:
+                self._temp = temporary_directory_beside(self.path)
+                self._layout = OciLayoutWriter(self._temp / "layout", self._name.tag if self._name else None)
+            return self._layout
 
     def accepts(self, media_type: str) -> bool:
         return not mt.is_index(media_type)

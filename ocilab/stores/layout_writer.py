@@ -24,6 +24,7 @@ import io
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -52,14 +53,19 @@ class OciLayoutWriter(Writer):
         self._added: list[Path] = []
         self._entries: list[Descriptor] = []
         self._finished = False
+        self._creating = threading.Lock()
 
     def _root(self) -> Path:
-        """Where blobs go: the existing layout, or the temporary directory (created on first use)."""
+        """Where blobs go: the existing layout, or the temporary directory (created once, on first use).
+
+        The copy engine puts blobs from several threads; the lock makes them all use one directory.
+        """
         if self._finished:
             raise InvalidInputError(f"{self.reference}: this write was already committed or aborted")
-        if self._work is None:
-            self._work = temporary_directory_beside(self.path)
-        return self._work
+        with self._creating:
+            if self._work is None:
+                self._work = temporary_directory_beside(self.path)
+            return self._work
 
     def has_blob(self, descriptor: Descriptor) -> bool:
         return self._work is not None and (self._work / blob_path(descriptor.digest)).is_file()
