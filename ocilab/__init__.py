@@ -5,7 +5,7 @@
 >>> image.layers_frame()
 """
 
-from ocilab.api import changes, diff, doctor, efficiency, layers, open, resolve, validate
+from ocilab.api import changes, copy, diff, doctor, efficiency, layers, open, remove, resolve, validate
 from ocilab.engines.scratch import busybox_layout
 from ocilab.errors import OcilabError
 from ocilab.present import plots
@@ -20,12 +20,14 @@ __all__ = [
     "OcilabError",
     "busybox_layout",
     "changes",
+    "copy",
     "diff",
     "doctor",
     "efficiency",
     "layers",
     "open",
     "plots",
+    "remove",
     "resolve",
     "validate",
     "workspace",

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import pandas
 
     from ocilab.engines.copy import CopyReport
+    from ocilab.engines.remove import Removal
 
 
 def open(reference: str, platform: str | Platform | None = None, tls_verify: bool = True) -> Image:  # noqa: A001
@@ -172,3 +173,13 @@ def copy(
             compression=compression,
             observer=observer(quiet),
         )
+
+
+def remove(reference: str, tls_verify: bool = True) -> Removal:
+    """Remove what ``reference`` names: a registry tag or manifest, a layout's tag, an engine's image.
+
+    Nothing is freed on disk until garbage collection; the removal's ``note`` says which collector frees it.
+    """
+    from ocilab.engines.remove import remove as remove_reference
+
+    return remove_reference(reference, tls_verify)

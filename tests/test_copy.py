@@ -35,6 +35,11 @@ def skopeo_digest(reference: str) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
+def skopeo_config_digest(reference: str) -> str:
+    raw = run("skopeo", "inspect", "--config", "--raw", reference).stdout.encode()
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
 def diff_ids(reference: str) -> list[str]:
     with ocilab.open(reference) as opened:
         return [str(d) for d in opened.config.diff_ids]
@@ -101,18 +106,19 @@ def test_recompressing_changes_layer_digests_but_never_diff_ids(image: RandomIma
     destination = f"oci:{tmp_path / 'zstd'}:1"
     report = ocilab.copy(image.reference, destination, compression="zstd", quiet=True)
     with ocilab.open(destination) as copied:
-        assert [layer.media_type for layer in copied.layers] == [mt.OCI_LAYER_ZSTD] * 4
+        assert [layer.media_type for layer in copied.layers] == [mt.OCI_LAYER_ZSTD] * len(image.layers)
         assert not set(str(layer.digest) for layer in copied.layers) & set(image.layers)
     assert diff_ids(destination) == diff_ids(image.reference)
-    assert sum("recompressed gzip -> zstd" in note for note in report.notes) == 4
+    assert sum("recompressed gzip -> zstd" in note for note in report.notes) == len(image.layers)
     assert ocilab.validate(destination).ok
     assert skopeo_digest(destination) == str(report.root.digest)
     frame_a, frame_b = ocilab.changes(image.reference), ocilab.changes(destination)
     assert frame_a.equals(frame_b)
 
 
-def test_converting_to_docker_rewrites_manifest_and_config_media_types(image: RandomImage, tmp_path: Path) -> None:
-    destination = f"oci:{tmp_path / 'docker'}:1"
+def test_converting_to_docker_rewrites_manifest_and_config_media_types(image: RandomImage, registry: object) -> None:
+    """skopeo reads Docker manifests from a registry (not from an OCI layout), so the check goes through one."""
+    destination = registry_reference(registry, "docker-format")
     report = ocilab.copy(image.reference, destination, image_format="docker", quiet=True)
     with ocilab.open(destination) as copied:
         assert copied.media_type == mt.DOCKER_MANIFEST
@@ -244,7 +250,11 @@ def test_every_store_takes_an_image_and_gives_it_back(
     middle = archive_kinds(tmp_path, registry)[kind]
     report = ocilab.copy(image.reference, middle, quiet=True)
     assert str(report.root.digest) == image.digest
-    assert skopeo_digest(middle) == image.digest
+    if kind == "docker-archive":  # skopeo builds its own manifest from manifest.json; the config is the same
+        with ocilab.open(image.reference) as original:
+            assert skopeo_config_digest(middle) == str(original.config_digest)
+    else:
+        assert skopeo_digest(middle) == image.digest
     back = f"oci:{tmp_path / 'back'}:1"
     ocilab.copy(middle, back, quiet=True)
     assert skopeo_digest(back) == image.digest
