@@ -73,7 +73,7 @@ def _remove_from_registry(reference: str, ref: Reference, tls_verify: bool) -> R
     with RegistryStore(ref, tls_verify=tls_verify) as store:
         if ref.digest is not None:
             store.delete_manifest(ref.digest)
-            digest, tags = ref.digest, []
+            digest, tags = ref.digest, list[str]()
         else:
             digest, tags = store.delete_tag(ref.identifier)
     removed = [f"deleted manifest {digest}"] + [f"untagged {ref.host}/{ref.repository}:{tag}" for tag in tags]
