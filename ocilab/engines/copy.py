@@ -296,8 +296,13 @@ class _Copier:
         elif self.destination.mount_blob(descriptor, self.source):
             outcome = "mounted"
         else:
-            with self.source.open_blob(descriptor, "blob") as reader:
-                self.destination.put_blob(descriptor, cast(BinaryIO, _Counting(reader, descriptor, self)))
+            # Unverified on the way out: every writer verifies digest and size as it streams (the Writer
+            # contract) and stores nothing on a mismatch, so each byte is hashed once, not twice.
+            raw = self.source.open_raw(descriptor)
+            try:
+                self.destination.put_blob(descriptor, cast(BinaryIO, _Counting(raw, descriptor, self)))
+            finally:
+                raw.close()
             outcome = "copied"
         self._done(plan.descriptor, descriptor, outcome)
 

@@ -29,7 +29,6 @@ from ocilab.errors import (
     VerificationError,
 )
 from ocilab.model import Descriptor, Digest, VerifyingReader
-from ocilab.model.digest import CHUNK_SIZE
 from ocilab.stores.registry.client import RegistryClient, next_location
 from ocilab.stores.registry.retry import RETRYABLE_STATUSES
 from ocilab.stores.registry.transport import TLSFailure
@@ -156,7 +155,7 @@ def _read_up_to(reader: VerifyingReader, limit: int) -> bytes:
     parts: list[bytes] = []
     total = 0
     while total < limit:
-        data = reader.read(min(limit - total, CHUNK_SIZE))
+        data = reader.read(limit - total)  # one read, one buffer: no 1 MiB pieces joined into a copy
         if not data:
             break
         parts.append(data)
