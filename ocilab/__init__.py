@@ -8,7 +8,7 @@
 from ocilab.api import changes, copy, diff, doctor, efficiency, layers, open, remove, resolve, validate
 from ocilab.engines.scratch import busybox_layout
 from ocilab.errors import OcilabError
-from ocilab.present import plots
+from ocilab.present import check, plots, widgets
 from ocilab.present.notebook import workspace
 from ocilab.stores.archive_writer import write_oci_archive
 from ocilab.stores.image import Image, ImageIndex
@@ -32,4 +32,6 @@ __all__ = [
     "validate",
     "workspace",
     "write_oci_archive",
+    "check",
+    "widgets",
 ]

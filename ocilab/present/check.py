@@ -1,0 +1,179 @@
+"""Exercises that check themselves: ``ocilab.check``.
+
+Each check takes the learner's ``answer`` first, then what to check it
+against (an image or a reference string, some bytes), computes the right
+answer on this machine with the kit itself, and returns a ``Verdict``: ✓, or
+✗ with a hint. A check never raises: an unanswered exercise (``...``), an
+answer of the wrong kind, or an image that cannot be read all come back as ✗
+with one sentence saying what to do.
+
+``EXERCISES`` names the checks each notebook's "Your turn" uses;
+``notebooks/solutions/`` holds the right answers, and CI calls every check
+with them (✓) and with a wrong one (✗).
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ocilab.model import Digest
+from ocilab.stores.image import Image
+
+EXERCISES: dict[str, tuple[str, ...]] = {
+    "00-welcome": ("digest_of", "layer_count", "config_digest"),
+}
+"""Notebook -> the checks its "Your turn" section calls, in order."""
+
+CHECKS: dict[str, Callable[..., Verdict]] = {}
+"""Every check by name."""
+
+_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """✓ or ✗ and one sentence; true when the answer is right."""
+
+    ok: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return f"{'✓' if self.ok else '✗'} {self.message}"
+
+    def _repr_html_(self) -> str:
+        color = "#1a7f37" if self.ok else "#cf222e"
+        mark = "✓" if self.ok else "✗"
+        return f'<p style="color:{color};font-weight:bold">{mark} {html.escape(self.message)}</p>'
+
+
+class _Wrong(Exception):
+    """Raised inside a check to answer ✗ with its message as the hint."""
+
+
+Check = TypeVar("Check", bound=Callable[..., Verdict])
+
+
+def _check(function: Check) -> Check:
+    """Register ``function`` in CHECKS and make it answer ✗ instead of raising."""
+
+    @functools.wraps(function)
+    def checked(answer: Any, *args: Any, **kwargs: Any) -> Verdict:
+        if answer is ... or answer is None:
+            return Verdict(False, "Not answered yet: replace the ... with your answer, then run the cell again.")
+        try:
+            return function(answer, *args, **kwargs)
+        except _Wrong as hint:
+            return Verdict(False, str(hint))
+        except Exception as error:  # noqa: BLE001 - a check answers, it never shows a traceback
+            return Verdict(False, f"Could not check this answer: {error}")
+
+    CHECKS[function.__name__] = checked
+    return checked  # type: ignore[return-value]
+
+
+@contextmanager
+def _image(image: Image | str) -> Iterator[Image]:
+    if isinstance(image, Image):
+        yield image
+    else:
+        from ocilab.api import open as open_image
+
+        with open_image(image) as opened:
+            yield opened
+
+
+def _digest_text(answer: Any) -> str:
+    """The answer as a digest string; _Wrong with a hint when it cannot be one."""
+    if isinstance(answer, Digest):
+        return str(answer)
+    if not isinstance(answer, str):
+        raise _Wrong(
+            f"A digest is a string like 'sha256:' followed by 64 hex characters, not a {type(answer).__name__}."
+        )
+    text = answer.strip()
+    if _HEX.fullmatch(text):
+        raise _Wrong("Almost: a digest names its algorithm first; write 'sha256:' before the hex.")
+    return text
+
+
+def _compare_digest(answer: Any, right: Digest, what: str, others: dict[str, Digest]) -> Verdict:
+    text = _digest_text(answer)
+    if text == str(right):
+        return Verdict(True, f"Right: {what} is {right}.")
+    if text.lower() == str(right):
+        raise _Wrong("Digests are written in lowercase hex.")
+    prefix = text.removeprefix(f"{right.algorithm}:")
+    if 6 <= len(prefix) < len(right.encoded) and right.encoded.startswith(prefix):
+        raise _Wrong("That is how it starts; write the whole digest: 'sha256:' and all 64 hex characters.")
+    for name, digest in others.items():
+        if text == str(digest):
+            raise _Wrong(f"That is the digest of {name}, not of {what}.")
+    raise _Wrong(f"That is not {what}. Look again at where the kit shows it (one changed byte changes the digest).")
+
+
+@_check
+def digest_of(answer: Any, data: bytes | str) -> Verdict:
+    """Is ``answer`` the sha256 digest of ``data`` (text is encoded as UTF-8)?"""
+    raw = data.encode() if isinstance(data, str) else data
+    return _compare_digest(answer, Digest.of_bytes(raw), f"the digest of these {len(raw)} bytes", {})
+
+
+@_check
+def layer_count(answer: Any, image: Image | str) -> Verdict:
+    """Is ``answer`` the number of layers of ``image``?"""
+    with _image(image) as opened:
+        right = len(opened.layers)
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        raise _Wrong(f"Answer with a whole number, like 3, not {answer!r}.")
+    if answer == right:
+        return Verdict(True, f"Right: {right} layers, one per build step that changed files.")
+    side = "fewer" if answer > right else "more"
+    raise _Wrong(f"Not {answer}: there are {side}. Count the rows of the layers table (or len(image.layers)).")
+
+
+@_check
+def manifest_digest(answer: Any, image: Image | str) -> Verdict:
+    """Is ``answer`` the digest of ``image``'s manifest (the digest that names the image)?"""
+    with _image(image) as opened:
+        return _compare_digest(
+            answer, opened.manifest_digest, "the manifest", {"the config": opened.config_digest, **_layers(opened)}
+        )
+
+
+@_check
+def config_digest(answer: Any, image: Image | str) -> Verdict:
+    """Is ``answer`` the digest of ``image``'s config?"""
+    with _image(image) as opened:
+        return _compare_digest(
+            answer, opened.config_digest, "the config", {"the manifest": opened.manifest_digest, **_layers(opened)}
+        )
+
+
+@_check
+def layer_digest(answer: Any, image: Image | str, layer: int) -> Verdict:
+    """Is ``answer`` the (compressed) blob digest of ``image``'s layer ``layer``?"""
+    with _image(image) as opened:
+        right = opened.layers[layer].digest
+        others = {name: digest for name, digest in _layers(opened).items() if digest != right}
+        for position, entry in enumerate(opened.layers):
+            others[f"layer {position}'s uncompressed tar (its diff_id)"] = entry.diff_id
+        others.update({"the manifest": opened.manifest_digest, "the config": opened.config_digest})
+        return _compare_digest(answer, right, f"layer {layer}'s blob", others)
+
+
+def _layers(image: Image) -> dict[str, Digest]:
+    return {f"layer {layer.index}": layer.digest for layer in image.layers}
+
+
+def exercises(notebook: str) -> list[Callable[..., Verdict]]:
+    """The checks ``notebook``'s exercises call, in order; KeyError for a notebook with none registered."""
+    return [CHECKS[name] for name in EXERCISES[notebook]]
