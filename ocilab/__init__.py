@@ -5,7 +5,8 @@
 >>> image.layers_frame()
 """
 
-from ocilab.api import changes, copy, diff, doctor, efficiency, layers, open, remove, resolve, validate
+from ocilab.api import build, changes, copy, diff, doctor, efficiency, layers, open, remove, resolve, validate
+from ocilab.engines.builder import Builder, write_index
 from ocilab.engines.scratch import busybox_layout
 from ocilab.errors import OcilabError
 from ocilab.present import check, plots, widgets
@@ -15,9 +16,11 @@ from ocilab.stores.image import Image, ImageIndex
 
 __version__ = "0.1.0"
 __all__ = [
+    "Builder",
     "Image",
     "ImageIndex",
     "OcilabError",
+    "build",
     "busybox_layout",
     "changes",
     "copy",
@@ -31,6 +34,7 @@ __all__ = [
     "resolve",
     "validate",
     "workspace",
+    "write_index",
     "write_oci_archive",
     "check",
     "widgets",

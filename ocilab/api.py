@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ocilab.engines.validate import ValidationReport, validate_store
-from ocilab.model import Platform
+from ocilab.model import Descriptor, Platform
 from ocilab.stores.image import Image, ImageIndex, load_image
 from ocilab.stores.image import resolve as resolve_store
 from ocilab.stores.transports import open_store
@@ -183,3 +184,39 @@ def remove(reference: str, tls_verify: bool = True) -> Removal:
     from ocilab.engines.remove import remove as remove_reference
 
     return remove_reference(reference, tls_verify)
+
+
+def build(
+    tag: str,
+    base: str = "scratch",
+    *,
+    add: Sequence[tuple[str | Path, str]] = (),
+    delete: Sequence[str] = (),
+    config: Mapping[str, Any] | None = None,
+    platform: str | None = None,
+    compression: str = "gzip",
+    timestamp: int | str | None = None,
+    quiet: bool = False,
+    tls_verify: bool = True,
+) -> Descriptor:
+    """Build as ``ocilab build`` does and write the image to ``tag``; the descriptor written.
+
+    ``add`` is ``[(source, dest), ...]`` (a Dockerfile COPY each, one layer
+    each), ``delete`` paths become one layer of whiteouts, ``config`` takes
+    ``ocilab.Builder.config``'s keywords (``{"cmd": ["/bin/sh"], "env": {"A": "1"}}``).
+    For more steps, use ``ocilab.Builder`` itself.
+    """
+    from ocilab.engines.builder import assemble
+    from ocilab.present.progress import observer
+
+    image = assemble(
+        base,
+        add=add,
+        delete=delete,
+        config=config,
+        platform=platform,
+        compression=compression,
+        timestamp=timestamp,
+        tls_verify=tls_verify,
+    )
+    return image.write(tag, tls_verify=tls_verify, observer=observer(quiet))

@@ -16,6 +16,7 @@ from typing import Any
 from ocilab.errors import OcilabError
 from ocilab.model import MAX_DOCUMENT_BYTES, parse_config, parse_descriptor, parse_index, parse_manifest
 from ocilab.model.jsondoc import Finding
+from ocilab.present.build_commands import register as register_build_commands
 from ocilab.present.layer_commands import register as register_layer_commands
 from ocilab.present.registry_commands import register as register_registry_commands
 from ocilab.present.store_commands import register as register_store_commands
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     register_layer_commands(commands, _common)
     register_registry_commands(commands)
     register_store_commands(commands, _common)
+    register_build_commands(commands, _common)
 
     doctor = commands.add_parser("doctor", help="which components are present and working")
     doctor.add_argument("--json", action="store_true", help="print JSON")

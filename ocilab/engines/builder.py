@@ -542,3 +542,29 @@ def _port(port: int | str) -> str:
     if not number.isdigit() or not 1 <= int(number) <= 65535 or protocol not in _PROTOCOLS:
         raise InvalidInputError(f"expose {port!r}: write PORT or PORT/PROTOCOL (tcp, udp, sctp), PORT 1-65535")
     return f"{int(number)}/{protocol}"
+
+
+def assemble(
+    base: str = "scratch",
+    *,
+    add: Sequence[tuple[str | Path, str]] = (),
+    delete: Sequence[str] = (),
+    config: Mapping[str, Any] | None = None,
+    platform: str | None = None,
+    compression: str = "gzip",
+    timestamp: int | str | None = None,
+    tls_verify: bool = True,
+) -> Builder:
+    """The build ``ocilab build`` describes: ``base``, one layer per ``(source, dest)`` in ``add``, one layer
+    of whiteouts for ``delete``, then the ``config`` fields (``Builder.config``'s keywords).
+
+    ``platform`` picks the base from an index, or declares a scratch image's platform.
+    """
+    image = Builder.from_image(base, platform, compression=compression, timestamp=timestamp, tls_verify=tls_verify)
+    for source, dest in add:
+        image = image.add(source, dest)
+    if delete:
+        image = image.delete(*delete)
+    if config:
+        image = image.config(**config)
+    return image
