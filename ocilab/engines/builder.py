@@ -481,8 +481,12 @@ def _send(
 
 def _spool(produce: Callable[[BinaryIO], None], compression: str) -> tuple[_Spool, LayerBlob]:
     spool = _Spool()
-    with spool.path.open("wb") as out:
-        written = write_layer(produce, compression, out)
+    try:
+        with spool.path.open("wb") as out:
+            written = write_layer(produce, compression, out)
+    except BaseException:
+        spool.path.unlink(missing_ok=True)
+        raise
     return spool, written
 
 
