@@ -20,7 +20,7 @@ try:  # the fastest gzip decoder available: zlib-ng, then ISA-L, then the standa
     GZIP_BACKEND = "zlib-ng"
 except ImportError:  # pragma: no cover - depends on what is installed
     try:
-        from isal.igzip import IGzipFile as _GzipReader  # type: ignore[assignment]
+        from isal.igzip import IGzipFile as _GzipReader  # type: ignore[assignment,import-not-found,no-redef,unused-ignore]
 
         GZIP_BACKEND = "isal"
     except ImportError:
