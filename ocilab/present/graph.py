@@ -123,11 +123,14 @@ def digest_graph(subject: Subject, ax: Axes | None = None) -> Axes:
     widest = max(len(nodes) for nodes in rows.values())
     if ax is None:
         ax = new_axes((max(6.0, 1.9 * widest), 1.5 + 1.5 * len(rows)))
-    position = {
-        node: (column - (len(nodes) - 1) / 2, -depth)
-        for depth, nodes in rows.items()
-        for column, node in enumerate(nodes)
-    }
+    position: dict[str, tuple[float, float]] = {}
+    for depth in sorted(rows):
+        # Each node under the mean of its parents' columns (a shared blob lands between them), fewer crossings.
+        nodes = sorted(
+            rows[depth],
+            key=lambda node: sum(position[p][0] for p in graph.predecessors(node)) / max(graph.in_degree(node), 1),
+        )
+        position.update({node: (column - (len(nodes) - 1) / 2, -depth) for column, node in enumerate(nodes)})
     networkx.draw_networkx_edges(graph, position, ax=ax, arrows=True, arrowsize=14, node_size=2600, edge_color="gray")
     networkx.draw_networkx_edge_labels(
         graph,
@@ -136,7 +139,7 @@ def digest_graph(subject: Subject, ax: Axes | None = None) -> Axes:
         ax=ax,
         font_size=7,
         font_family="monospace",
-        label_pos=0.45,
+        label_pos=0.7,
         rotate=False,
     )
     for node, data in graph.nodes(data=True):
