@@ -377,3 +377,21 @@ def test_steps_return_new_values(epoch_zero: None) -> None:
     assert start.runtime_config == {} and start.layers == () and start.history_entries == ()
     assert len(configured.history_entries) == 1 and configured.layers == ()
     assert len(layered.layers) == 1 and start.digest != configured.digest != layered.digest
+
+
+def test_a_delete_creates_no_directory_and_an_empty_replace_dir_leaves_an_empty_directory(
+    tmp_path: Path, epoch_zero: None
+) -> None:
+    require_tool("umoci")
+    image = (
+        Builder.scratch("linux/amd64")
+        .add_files({"/etc/a": b"1", "/d/x": b"2"})
+        .delete("/nothere/x", "/etc/a")
+        .replace_dir("/d")
+    )
+    assert image.notes == ("delete /nothere/x: nothing to delete, /nothere is not in the image",)
+    image.write(f"oci:{tmp_path / 'out'}:1")
+    names = [[m.name for m in layer_members(tmp_path / "out", str(layer.digest))] for layer in image.layers[1:]]
+    assert names == [["etc", "etc/.wh.a"], ["d", "d/.wh..wh..opq"]]
+    run("umoci", "unpack", "--rootless", "--image", f"{tmp_path / 'out'}:1", tmp_path / "bundle")
+    assert rootfs_listing(tmp_path / "bundle" / "rootfs") == {"/d": ("dir", 0o755, None), "/etc": ("dir", 0o755, None)}

@@ -112,7 +112,13 @@ class _Base:
                 with image.open_layer(layer.index) as blob:
                     merged.apply(read_layer(blob, compression, layer.diff_id, f"{self.reference}: layer {layer.index}"))
         return {
-            path: Lower(entry.kind if entry.kind in ("dir", "symlink") else "other", entry.mode, entry.uid, entry.gid)
+            path: Lower(
+                entry.kind if entry.kind in ("dir", "symlink") else "other",
+                entry.mode,
+                entry.uid,
+                entry.gid,
+                int(entry.mtime),
+            )
             for path, entry in merged.entries.items()
         }
 

@@ -209,11 +209,16 @@ def plan_entries(parts: Iterable[Part], stamp: Stamp, lower: LowerLookup) -> Pla
             if path == "/":
                 raise InvalidInputError("delete: refusing to delete '/'; use replace_dir('/') to start afresh")
             parent, _, base = path.rpartition("/")
+            if parent and parent not in planned and lower(parent) is None:
+                notes.append(f"delete {path}: nothing to delete, {parent} is not in the image")
+                continue
             planned[f"{parent}/{WHITEOUT_PREFIX}{base}"] = _marker(f"{parent}/{WHITEOUT_PREFIX}{base}", stamp)
         else:
             path = destination(part.path, "replace_dir")
             marker = f"{path.rstrip('/')}/{OPAQUE_MARKER}"
             planned[marker] = _marker(marker, stamp)
+            if path != "/":  # the directory itself, so an empty replacement is still a directory
+                planned.setdefault(path, _Planned(_directory(path, lower(path), stamp)))
     _add_parents(planned, stamp, lower)
     return Plan([planned[path] for path in sorted(planned, key=lambda p: p.split("/"))], notes)
 
@@ -442,10 +447,13 @@ def _from_disk(source: Path, path: str, status: os.stat_result, stamp: Stamp, no
 def _add_parents(planned: dict[str, _Planned], stamp: Stamp, lower: LowerLookup) -> None:
     """Add the missing parent directories of every entry: as the lower layers have them, or 0755 at the epoch.
 
-    A parent that is a symlink below is not emitted (unpackers follow it); a
-    parent planned as anything but a directory is refused.
+    A parent that is a symlink below is not emitted (unpackers follow it), nor
+    is a whiteout's parent that is not a directory below (there is nothing to
+    delete, and a delete must not create directories); a parent planned as
+    anything but a directory is refused.
     """
     for path in list(planned):
+        whiteout = path.rpartition("/")[2].startswith(WHITEOUT_PREFIX)
         parent = path.rpartition("/")[0]
         while parent:
             existing = planned.get(parent)
@@ -454,14 +462,19 @@ def _add_parents(planned: dict[str, _Planned], stamp: Stamp, lower: LowerLookup)
                     raise InvalidInputError(f"{parent} is not a directory but this layer puts {path} under it")
                 break
             below = lower(parent)
-            if below is not None and below.kind == "symlink":
+            if (below is not None and below.kind == "symlink") or (whiteout and (below is None or below.kind != "dir")):
                 break
-            info = _info(parent, tarfile.DIRTYPE, DIRECTORY_MODE, stamp)
-            if below is not None and below.kind == "dir":
-                info.mode, info.uid, info.gid, info.mtime = below.mode, below.uid, below.gid, below.mtime
-                info.uname, info.gname = ("root" if below.uid == 0 else ""), ("root" if below.gid == 0 else "")
-            planned[parent] = _Planned(info)
+            planned[parent] = _Planned(_directory(parent, below, stamp))
             parent = parent.rpartition("/")[0]
+
+
+def _directory(path: str, below: Lower | None, stamp: Stamp) -> tarfile.TarInfo:
+    """A directory entry made up by the builder: as the lower layers have it, or 0755 at the epoch."""
+    info = _info(path, tarfile.DIRTYPE, DIRECTORY_MODE, stamp)
+    if below is not None and below.kind == "dir":
+        info.mode, info.uid, info.gid, info.mtime = below.mode, below.uid, below.gid, below.mtime
+        info.uname, info.gname = ("root" if below.uid == 0 else ""), ("root" if below.gid == 0 else "")
+    return info
 
 
 def _add_file(tar: tarfile.TarFile, info: tarfile.TarInfo, source: Path) -> None:
