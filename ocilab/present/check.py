@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ocilab.model import Digest
+from ocilab.present.text import shorten
 from ocilab.stores.image import Image
 
 EXERCISES: dict[str, tuple[str, ...]] = {
@@ -96,9 +97,8 @@ def _digest_text(answer: Any) -> str:
     if isinstance(answer, Digest):
         return str(answer)
     if not isinstance(answer, str):
-        raise _Wrong(
-            f"A digest is a string like 'sha256:' followed by 64 hex characters, not a {type(answer).__name__}."
-        )
+        quoted = shorten(repr(answer), 40)
+        raise _Wrong(f"A digest is a string like 'sha256:' followed by 64 hex characters, not {quoted}.")
     text = answer.strip()
     if _HEX.fullmatch(text):
         raise _Wrong("Almost: a digest names its algorithm first; write 'sha256:' before the hex.")
@@ -133,7 +133,7 @@ def layer_count(answer: Any, image: Image | str) -> Verdict:
     with _image(image) as opened:
         right = len(opened.layers)
     if isinstance(answer, bool) or not isinstance(answer, int):
-        raise _Wrong(f"Answer with a whole number, like 3, not {answer!r}.")
+        raise _Wrong(f"Answer with a whole number, like 3, not {shorten(repr(answer), 40)}.")
     if answer == right:
         return Verdict(True, f"Right: {right} layers, one per build step that changed files.")
     side = "fewer" if answer > right else "more"
