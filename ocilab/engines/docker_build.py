@@ -1,0 +1,325 @@
+"""Docker builds made visible: the engine's classic builder, its log streamed, each Dockerfile step mapped to a layer.
+
+The classic builder (Docker 20.10 through the SDK, no BuildKit) writes a text
+stream: ``Step N/M : INSTRUCTION``, then the step's output, ``---> Using cache``
+when the step was not run again, and ``---> <id>``, the intermediate image the
+step committed. Each step's image is inspected afterwards: when its
+``RootFS.Layers`` is one longer than the step before's, the step made that
+layer (its diff_id is the new entry, its size the growth of the image's
+``Size``, as ``docker history`` reports it); when unchanged, the step only
+changed the config ("no layer", an ``empty_layer`` history entry). Seconds per
+step are measured between the arrival of one ``Step`` line and the next.
+
+The ``docker`` package is imported lazily, through ``ocilab.stores.daemon``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ocilab.errors import ComponentUnavailableError, InvalidInputError, VerificationError
+from ocilab.model import Reference
+from ocilab.stores.daemon import _unavailable, connect_engine, engine_host
+
+if TYPE_CHECKING:
+    import docker
+    import pandas
+
+Log = Callable[[str], None]
+"""Receives each line of the build's log as it arrives, without its newline."""
+
+STEP_COLUMNS = ["step", "instruction", "layer", "diff_id", "size", "cached", "seconds", "image"]
+STEP_DTYPES = {"layer": "Int64", "diff_id": "string", "size": "Int64", "cached": "boolean", "image": "string"}
+"""Nullable types, so a step without a layer (or FROM's cache flag) reads <NA>."""
+TAIL_LINES = 3
+"""How many of a failed step's last output lines its error quotes."""
+
+_STEP = re.compile(r"Step (\d+)/(\d+) : (.*)")
+_IMAGE = re.compile(r" ---> ([0-9a-f]{12,64})")
+_USING_CACHE = " ---> Using cache"
+_BUILDER_LINES = (" ---> ", "Removing intermediate container ", "Successfully built ", "Successfully tagged ")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class DockerBuildError(InvalidInputError):
+    """A Dockerfile step failed (a RUN exited non-zero, a COPY source is missing ...).
+
+    ``build`` holds what the build did up to the failure: its steps and its whole log.
+    """
+
+    def __init__(self, message: str, build: DockerBuild) -> None:
+        super().__init__(message)
+        self.build = build
+
+
+@dataclass
+class Step:
+    """One Dockerfile instruction as the builder ran it, and the layer it made (``layer`` None: no layer)."""
+
+    number: int
+    total: int
+    instruction: str
+    started: float
+    seconds: float = 0.0
+    cached: bool | None = None
+    """None for FROM, which the classic builder never runs or caches."""
+    image: str | None = None
+    output: list[str] = field(default_factory=list)
+    layer: int | None = None
+    diff_id: str | None = None
+    size: int | None = None
+
+    @property
+    def is_from(self) -> bool:
+        return self.instruction.split(maxsplit=1)[0].upper() == "FROM" if self.instruction else False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.number,
+            "instruction": self.instruction,
+            "layer": self.layer,
+            "diff_id": self.diff_id,
+            "size": self.size,
+            "cached": self.cached,
+            "seconds": round(self.seconds, 3),
+            "image": self.image,
+        }
+
+
+@dataclass
+class DockerBuild:
+    """A finished (or failed) build: ``image`` the final image ID, ``steps`` one row per instruction."""
+
+    context: str
+    tag: str
+    image: str | None
+    records: list[Step]
+    log: list[str]
+    base_layers: int = 0
+    """Layers the FROM image brought (0 for scratch); later steps' layer indexes start here."""
+
+    @property
+    def reference(self) -> str:
+        """The transport string that opens the result: ``docker-daemon:NAME:TAG``."""
+        return f"docker-daemon:{self.tag}"
+
+    @property
+    def steps(self) -> pandas.DataFrame:
+        """One row per Dockerfile instruction: step, instruction, layer, diff_id, size, cached, seconds, image.
+
+        ``layer``, ``diff_id`` and ``size`` are missing (<NA>) for a step that made
+        no layer (ENV, LABEL, CMD ... and FROM); ``cached`` is missing for FROM.
+        """
+        import pandas
+
+        frame = pandas.DataFrame([step.to_json() for step in self.records], columns=STEP_COLUMNS)
+        frame = frame.astype(STEP_DTYPES)
+        frame.attrs.update(tag=self.tag, image=self.image, base_layers=self.base_layers)
+        return frame
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "context": self.context,
+            "tag": self.tag,
+            "reference": self.reference,
+            "image": self.image,
+            "base_layers": self.base_layers,
+            "steps": [step.to_json() for step in self.records],
+        }
+
+
+def docker_build(
+    context: str | Path,
+    tag: str,
+    *,
+    dockerfile: str | Path | None = None,
+    buildargs: Mapping[str, str] | None = None,
+    nocache: bool = False,
+    log: Log | None = None,
+) -> DockerBuild:
+    """Build ``context`` with the engine's classic builder, tag it ``tag``, and map its steps to layers.
+
+    ``dockerfile`` is relative to the context (absolute paths are taken as they
+    are; default ``CONTEXT/Dockerfile``). ``log`` receives every line as it
+    arrives. Raises InvalidInputError for a missing context or Dockerfile or a bad
+    tag (before any engine is asked), DockerBuildError when a step fails (naming
+    the step and the end of its output), ComponentUnavailableError when no engine
+    answers. Failed steps' containers are removed (``forcerm``).
+    """
+    directory = Path(context)
+    if not directory.is_dir():
+        raise InvalidInputError(f"build context {str(context)!r} is not a directory")
+    file = directory / (dockerfile if dockerfile is not None else "Dockerfile")
+    if not file.is_file():
+        raise InvalidInputError(f"no Dockerfile at {str(file)!r}: write one there or pass its path as dockerfile")
+    Reference.parse(tag)  # a malformed tag is refused here, in ocilab's words
+    try:
+        client = connect_engine()
+    except ComponentUnavailableError:
+        raise ComponentUnavailableError(
+            f"No Docker engine answers at {engine_host()}, so there is no Docker build to show step by step;"
+            " ocilab.Builder (ocilab build) builds images without an engine"
+        ) from None
+    transcript = _Transcript(log or (lambda line: None))
+    chunks = _stream(client, directory, str(file.resolve()), tag, buildargs, nocache)
+    transcript.read(chunks, str(directory))
+    build = DockerBuild(str(directory), tag, None, transcript.steps, transcript.lines)
+    if transcript.error is not None:
+        raise DockerBuildError(_failure(transcript.error, build), build)
+    _map_layers(client, build)
+    if build.image != transcript.image_id:
+        raise VerificationError(f"{tag}: the builder announced {transcript.image_id}, its last step made {build.image}")
+    return build
+
+
+def _stream(
+    client: docker.DockerClient,
+    directory: Path,
+    dockerfile: str,
+    tag: str,
+    buildargs: Mapping[str, str] | None,
+    nocache: bool,
+) -> Iterable[dict[str, Any]]:
+    """The engine's decoded build stream; a refusal of the request itself becomes one ocilab error."""
+    import docker
+    import requests
+
+    try:
+        return client.api.build(
+            path=str(directory),
+            dockerfile=dockerfile,
+            tag=tag,
+            buildargs=dict(buildargs or {}),
+            nocache=nocache,
+            rm=True,
+            forcerm=True,
+            pull=False,
+            decode=True,
+        )
+    except docker.errors.APIError as error:
+        if error.status_code is not None and error.status_code < 500:
+            raise InvalidInputError(f"{directory}: the Docker engine refused the build: {error.explanation}") from None
+        raise _unavailable(error, f"building {directory}") from error
+    except OSError as error:
+        raise InvalidInputError(f"{directory}: cannot read the build context: {error}") from None
+    except (docker.errors.DockerException, requests.RequestException) as error:
+        raise _unavailable(error, f"building {directory}") from error
+
+
+class _Transcript:
+    """Reads the build stream: whole lines to ``log``, steps with their output, cache hits, images and times."""
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.lines: list[str] = []
+        self.steps: list[Step] = []
+        self.image_id: str | None = None
+        self.error: str | None = None
+        self._partial = ""
+
+    def read(self, chunks: Iterable[dict[str, Any]], where: str) -> None:
+        import docker
+        import requests
+
+        try:
+            for chunk in chunks:
+                self._feed(chunk, time.monotonic())
+        except docker.errors.APIError as error:
+            self.error = str(error.explanation or error)
+        except (docker.errors.DockerException, requests.RequestException) as error:
+            raise _unavailable(error, f"building {where}") from error
+        self._flush(time.monotonic())
+
+    def _feed(self, chunk: dict[str, Any], now: float) -> None:
+        if "error" in chunk or "errorDetail" in chunk:
+            self.error = str(chunk.get("error") or chunk["errorDetail"].get("message", chunk))
+            return
+        aux = chunk.get("aux")
+        if isinstance(aux, dict) and "ID" in aux:
+            self.image_id = str(aux["ID"])
+        text = chunk.get("stream")
+        if text is None and "status" in chunk:
+            text = " ".join(str(chunk[key]) for key in ("id", "status") if chunk.get(key)) + "\n"
+        if not text:
+            return
+        *complete, self._partial = (self._partial + str(text)).split("\n")
+        for line in complete:
+            self._line(line, now)
+
+    def _flush(self, now: float) -> None:
+        if self._partial:
+            self._line(self._partial, now)
+            self._partial = ""
+        if self.steps:
+            self.steps[-1].seconds = now - self.steps[-1].started
+
+    def _line(self, raw: str, now: float) -> None:
+        line = _ANSI.sub("", raw).rstrip("\r")
+        self.lines.append(line)
+        self.log(line)
+        match = _STEP.fullmatch(line)
+        if match is not None:
+            if self.steps:
+                self.steps[-1].seconds = now - self.steps[-1].started
+            self.steps.append(Step(int(match[1]), int(match[2]), match[3], now))
+            return
+        if not self.steps:
+            return
+        step = self.steps[-1]
+        if line == _USING_CACHE:
+            step.cached = True
+        elif (image := _IMAGE.fullmatch(line)) is not None:
+            step.image = image[1]
+            if step.cached is None and not step.is_from:
+                step.cached = False
+        elif line.strip() and not line.startswith(_BUILDER_LINES):
+            step.output.append(line)
+
+
+def _failure(message: str, build: DockerBuild) -> str:
+    """One line: which step failed, the engine's reason, and the end of the step's output."""
+    reason = " ".join(message.split())
+    if not build.records:
+        return f"the Docker build of {build.context} failed: {reason}"
+    step = build.records[-1]
+    tail = [" ".join(line.split()) for line in step.output[-TAIL_LINES:]]
+    ending = f"; its output ends: {' | '.join(tail)}" if tail else "; it printed nothing"
+    return f"step {step.number}/{step.total} ({_cut(step.instruction, 80)}) failed: {reason}{ending}"
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _map_layers(client: docker.DockerClient, build: DockerBuild) -> None:
+    """Fill each step's full image ID and, from the images' RootFS, the layer it made (if any)."""
+    import docker
+    import requests
+
+    layers: list[str] = []
+    size = 0
+    for step in build.records:
+        if step.image is None:
+            continue
+        try:
+            found = client.api.inspect_image(step.image)
+        except (docker.errors.DockerException, requests.RequestException) as error:
+            raise _unavailable(error, f"inspecting image {step.image} of step {step.number}") from error
+        step.image = str(found["Id"])
+        now = [str(diff_id) for diff_id in (found.get("RootFS") or {}).get("Layers") or []]
+        now_size = int(found.get("Size") or 0)
+        if step.is_from:
+            build.base_layers = len(now)
+        elif len(now) == len(layers) + 1 and now[:-1] == layers:
+            step.layer, step.diff_id, step.size = len(layers), now[-1], now_size - size
+        elif now != layers:
+            raise VerificationError(
+                f"step {step.number} ({step.instruction}): image {step.image} does not extend the last step's layers"
+            )
+        layers, size = now, now_size
+        build.image = step.image
