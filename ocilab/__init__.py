@@ -5,7 +5,20 @@
 >>> image.layers_frame()
 """
 
-from ocilab.api import build, changes, copy, diff, doctor, efficiency, layers, open, remove, resolve, validate
+from ocilab.api import (
+    build,
+    changes,
+    copy,
+    diff,
+    docker_build,
+    doctor,
+    efficiency,
+    layers,
+    open,
+    remove,
+    resolve,
+    validate,
+)
 from ocilab.engines.builder import Builder, write_index
 from ocilab.engines.scratch import busybox_layout
 from ocilab.errors import OcilabError
@@ -25,6 +38,7 @@ __all__ = [
     "changes",
     "copy",
     "diff",
+    "docker_build",
     "doctor",
     "efficiency",
     "layers",

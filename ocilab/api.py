@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import pandas
 
     from ocilab.engines.copy import CopyReport
+    from ocilab.engines.docker_build import DockerBuild, Log
     from ocilab.engines.remove import Removal
 
 
@@ -220,3 +221,36 @@ def build(
         tls_verify=tls_verify,
     )
     return image.write(tag, tls_verify=tls_verify, observer=observer(quiet))
+
+
+def docker_build(
+    context: str | Path,
+    tag: str,
+    *,
+    dockerfile: str | Path | None = None,
+    buildargs: Mapping[str, str] | None = None,
+    nocache: bool = False,
+    log: Log | None = None,
+    quiet: bool = False,
+) -> DockerBuild:
+    """Build ``context`` with the Docker engine as ``tag``, its log shown live; which step made which layer.
+
+    ``result.steps`` is a DataFrame, one row per Dockerfile instruction (step,
+    instruction, layer, diff_id, size, cached, seconds, image; <NA> layer for a
+    step that made none), ``result.image`` the image ID, ``result.reference``
+    what ``ocilab.open`` takes. Each log line goes to ``log`` (default: printed
+    in a notebook, stderr in a terminal; nothing with ``quiet``). ``dockerfile``
+    is relative to the context. A failed step raises ``DockerBuildError``, with
+    the partial build as its ``build``; no engine raises ComponentUnavailableError.
+    """
+    from ocilab.engines.docker_build import docker_build as run_build
+    from ocilab.present.docker_build_commands import live_log
+
+    return run_build(
+        context,
+        tag,
+        dockerfile=dockerfile,
+        buildargs=buildargs,
+        nocache=nocache,
+        log=None if quiet else (log or live_log()),
+    )

@@ -17,6 +17,7 @@ from ocilab.errors import OcilabError
 from ocilab.model import MAX_DOCUMENT_BYTES, parse_config, parse_descriptor, parse_index, parse_manifest
 from ocilab.model.jsondoc import Finding
 from ocilab.present.build_commands import register as register_build_commands
+from ocilab.present.docker_build_commands import register as register_docker_build_commands
 from ocilab.present.layer_commands import register as register_layer_commands
 from ocilab.present.registry_commands import register as register_registry_commands
 from ocilab.present.store_commands import register as register_store_commands
@@ -75,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     register_registry_commands(commands)
     register_store_commands(commands, _common)
     register_build_commands(commands, _common)
+    register_docker_build_commands(commands)
 
     doctor = commands.add_parser("doctor", help="which components are present and working")
     doctor.add_argument("--json", action="store_true", help="print JSON")
