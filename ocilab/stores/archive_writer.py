@@ -14,6 +14,7 @@ import shutil
 import tarfile
 import tempfile
 import threading
+from abc import abstractmethod
 from pathlib import Path
 from typing import BinaryIO
 
@@ -26,34 +27,38 @@ from ocilab.stores.layout_writer import OciLayoutWriter, temporary_directory_bes
 _LAYOUT_FILES = ("oci-layout", "index.json")
 
 
-class OciArchiveWriter(Writer):
-    """A Writer for ``oci-archive:FILE[:TAG]``: a new file, or an existing archive whose images are kept."""
+class TarredLayoutWriter(Writer):
+    """A layout built in a temporary directory beside ``path`` (on first use), tarred into ``path`` on commit.
 
-    def __init__(self, path: Path, tag: str | None) -> None:
+    Subclasses say what goes into the layout before the first blob (``_prepare``)
+    and how the finished layout becomes the file (``_publish``).
+    """
+
+    def __init__(self, path: Path, tag: str | None, reference: str) -> None:
         self.path = Path(path)
-        self.tag = tag or None
-        self.reference = f"oci-archive:{self.path}" + (f":{self.tag}" if self.tag else "")
-        self.existing = os.path.lexists(self.path)
-        if self.existing:
-            if not self.path.is_file() or self.path.is_symlink():
-                raise InvalidInputError(f"{self.path}: already exists and is not a file; an oci-archive is a tar file")
-            open_oci_archive(self.path).close()  # refuses what is not an OCI archive, before any write
+        self.reference = reference
+        self._tag = tag
         self._temp: Path | None = None
         self._layout: OciLayoutWriter | None = None
         self._creating = threading.Lock()
         self._finished = False
 
+    def _prepare(self, layout: Path) -> None:
+        """Fill the new temporary ``layout`` before anything is put (nothing by default)."""
+
+    @abstractmethod
+    def _publish(self, layout: Path) -> None:
+        """Turn the committed layout directory into the file at ``self.path``."""
+
     def _writer(self) -> OciLayoutWriter:
-        """The layout being built (created, with the existing archive unpacked into it, on first use)."""
+        """The layout being built, created once, on first use (blobs arrive from several threads)."""
         if self._finished:
             raise InvalidInputError(f"{self.reference}: this write was already committed or aborted")
-        with self._creating:  # blobs arrive from several threads: build one layout, once
+        with self._creating:
             if self._layout is None:
                 self._temp = temporary_directory_beside(self.path)
-                layout = self._temp / "layout"
-                if self.existing:
-                    _unpack_layout(self.path, layout)
-                self._layout = OciLayoutWriter(layout, self.tag)
+                self._prepare(self._temp / "layout")
+                self._layout = OciLayoutWriter(self._temp / "layout", self._tag)
             return self._layout
 
     def has_blob(self, descriptor: Descriptor) -> bool:
@@ -73,7 +78,7 @@ class OciArchiveWriter(Writer):
             return
         writer = self._writer()
         writer.commit()
-        tar_layout(writer.path, self.path, replace=True)
+        self._publish(writer.path)
         self.abort()  # the temporary directory is no longer needed
 
     def abort(self) -> None:
@@ -83,6 +88,27 @@ class OciArchiveWriter(Writer):
 
     def close(self) -> None:
         self.abort()
+
+
+class OciArchiveWriter(TarredLayoutWriter):
+    """A Writer for ``oci-archive:FILE[:TAG]``: a new file, or an existing archive whose images are kept."""
+
+    def __init__(self, path: Path, tag: str | None) -> None:
+        tag = tag or None
+        super().__init__(path, tag, f"oci-archive:{path}" + (f":{tag}" if tag else ""))
+        self.tag = tag
+        self.existing = os.path.lexists(self.path)
+        if self.existing:
+            if not self.path.is_file() or self.path.is_symlink():
+                raise InvalidInputError(f"{self.path}: already exists and is not a file; an oci-archive is a tar file")
+            open_oci_archive(self.path).close()  # refuses what is not an OCI archive, before any write
+
+    def _prepare(self, layout: Path) -> None:
+        if self.existing:
+            _unpack_layout(self.path, layout)
+
+    def _publish(self, layout: Path) -> None:
+        tar_layout(layout, self.path, replace=True)
 
 
 def write_oci_archive(layout: Path, archive: Path) -> Path:
