@@ -96,6 +96,7 @@ class DockerBuild:
     """A finished (or failed) build: ``image`` the final image ID, ``steps`` one row per instruction."""
 
     context: str
+    dockerfile: str
     tag: str
     image: str | None
     records: list[Step]
@@ -125,6 +126,7 @@ class DockerBuild:
     def to_json(self) -> dict[str, Any]:
         return {
             "context": self.context,
+            "dockerfile": self.dockerfile,
             "tag": self.tag,
             "reference": self.reference,
             "image": self.image,
@@ -168,7 +170,7 @@ def docker_build(
     transcript = _Transcript(log or (lambda line: None))
     chunks = _stream(client, directory, str(file.resolve()), tag, buildargs, nocache)
     transcript.read(chunks, str(directory))
-    build = DockerBuild(str(directory), tag, None, transcript.steps, transcript.lines)
+    build = DockerBuild(str(directory), str(file), tag, None, transcript.steps, transcript.lines)
     if transcript.error is not None:
         raise DockerBuildError(_failure(transcript.error, build), build)
     _map_layers(client, build)
@@ -185,7 +187,7 @@ def _stream(
     buildargs: Mapping[str, str] | None,
     nocache: bool,
 ) -> Iterable[dict[str, Any]]:
-    """The engine's decoded build stream; a refusal of the request itself becomes one ocilab error."""
+    """The engine's decoded build stream, started (the context is tarred and sent); a refusal comes as it is read."""
     import docker
     import requests
 
@@ -201,10 +203,6 @@ def _stream(
             pull=False,
             decode=True,
         )
-    except docker.errors.APIError as error:
-        if error.status_code is not None and error.status_code < 500:
-            raise InvalidInputError(f"{directory}: the Docker engine refused the build: {error.explanation}") from None
-        raise _unavailable(error, f"building {directory}") from error
     except OSError as error:
         raise InvalidInputError(f"{directory}: cannot read the build context: {error}") from None
     except (docker.errors.DockerException, requests.RequestException) as error:
@@ -285,7 +283,7 @@ def _failure(message: str, build: DockerBuild) -> str:
     """One line: which step failed, the engine's reason, and the end of the step's output."""
     reason = " ".join(message.split())
     if not build.records:
-        return f"the Docker build of {build.context} failed: {reason}"
+        return f"the Docker engine refused to build {build.dockerfile}: {reason}"
     step = build.records[-1]
     tail = [" ".join(line.split()) for line in step.output[-TAIL_LINES:]]
     ending = f"; its output ends: {' | '.join(tail)}" if tail else "; it printed nothing"
