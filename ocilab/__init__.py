@@ -2,7 +2,7 @@
 
 >>> import ocilab
 >>> image = ocilab.open("oci:/tmp/layout:v1")
->>> image.layers_frame()
+>>> ocilab.layer_table(image)
 """
 
 from ocilab.api import (
@@ -13,6 +13,8 @@ from ocilab.api import (
     docker_build,
     doctor,
     efficiency,
+    history,
+    layer_table,
     layers,
     open,
     remove,
@@ -41,6 +43,8 @@ __all__ = [
     "docker_build",
     "doctor",
     "efficiency",
+    "history",
+    "layer_table",
     "layers",
     "open",
     "plots",

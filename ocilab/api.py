@@ -72,17 +72,41 @@ def _opened(image: Image | str, platform: str | Platform | None = None) -> Itera
         yield image
 
 
+def layer_table(image: Image | str, platform: str | Platform | None = None) -> pandas.DataFrame:
+    """One row per layer from the manifest and config alone (no layer is read).
+
+    Columns index, digest, diff_id, size, media_type (short: ``oci.layer.gzip``), created_by.
+    """
+    import pandas
+
+    from ocilab.present.rows import LAYER_COLUMNS, layer_rows
+
+    with _opened(image, platform) as opened:
+        return pandas.DataFrame(layer_rows(opened), columns=LAYER_COLUMNS)
+
+
+def history(image: Image | str, platform: str | Platform | None = None) -> pandas.DataFrame:
+    """One row per build step: created, created_by, empty_layer, layer (the one it made, or empty), comment."""
+    import pandas
+
+    from ocilab.present.rows import HISTORY_COLUMNS, history_rows
+
+    with _opened(image, platform) as opened:
+        return pandas.DataFrame(history_rows(opened), columns=HISTORY_COLUMNS)
+
+
 def layers(image: Image | str, platform: str | Platform | None = None) -> pandas.DataFrame:
     """One row per layer: descriptor, build step, and counts of paths added, modified and removed.
 
-    ``platform`` (``"linux/arm64"``) picks the image when a reference string names an index.
+    Every layer is read. ``platform`` (``"linux/arm64"``) picks the image when a reference string names an index.
     """
     import pandas
 
     from ocilab.engines.analysis import layer_summaries
+    from ocilab.present.rows import SUMMARY_COLUMNS, summary_rows
 
     with _opened(image, platform) as opened:
-        return pandas.DataFrame([summary.to_json() for summary in layer_summaries(opened)])
+        return pandas.DataFrame(summary_rows(layer_summaries(opened)), columns=SUMMARY_COLUMNS)
 
 
 def changes(

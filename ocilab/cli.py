@@ -11,15 +11,18 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from ocilab import __version__
 from ocilab.errors import OcilabError
 from ocilab.model import MAX_DOCUMENT_BYTES, parse_config, parse_descriptor, parse_index, parse_manifest
+from ocilab.model.digest import read_capped
 from ocilab.model.jsondoc import Finding
 from ocilab.present.build_commands import register as register_build_commands
 from ocilab.present.docker_build_commands import register as register_docker_build_commands
 from ocilab.present.layer_commands import register as register_layer_commands
 from ocilab.present.registry_commands import register as register_registry_commands
+from ocilab.present.rows import inspect_document
 from ocilab.present.store_commands import register as register_store_commands
 from ocilab.present.text import human_size, print_json, table
 
@@ -30,6 +33,15 @@ DOCUMENT_PARSERS: dict[str, Callable[[bytes, str], Any]] = {
     "index": parse_index,
     "config": parse_config,
 }
+REFERENCES = """\
+image references (skopeo's transports):
+  oci:DIR[:TAG]                    an OCI image layout directory
+  oci-archive:FILE[:TAG]           a tarred OCI image layout
+  docker-archive:FILE[:NAME:TAG]   `docker save` output (FILE:@N: its N-th image)
+  docker-daemon:NAME:TAG           an image in the local Docker engine (or docker-daemon:sha256:ID)
+  docker://HOST[:PORT]/REPO[:TAG][@DIGEST]
+                                   a registry (plain HTTP for 127.0.0.1 and localhost, TLS elsewhere)"""
+REFERENCE_METAVARS = ("REF", "SRC", "DST", "oci:DIR")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,8 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors in one line on stderr, and a pointer to ``--help``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ocilab", description="Explore OCI container images.")
+    parser = _Parser(prog="ocilab", description="Explore OCI container images.")
+    parser.add_argument("--version", action="version", version=f"ocilab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     inspect = commands.add_parser("inspect", help="show an image's manifest, config and layers")
@@ -81,7 +101,17 @@ def _parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser("doctor", help="which components are present and working")
     doctor.add_argument("--json", action="store_true", help="print JSON")
     doctor.set_defaults(handler=_doctor)
+    for command in commands.choices.values():
+        _explain_references(command)
     return parser
+
+
+def _explain_references(command: argparse.ArgumentParser) -> None:
+    """Add the transports to the ``--help`` of a command that takes an image reference."""
+    metavars = [str(action.metavar or "") for action in command._actions]
+    if any(word in metavar for metavar in metavars for word in REFERENCE_METAVARS):
+        command.epilog = f"{command.epilog}\n\n{REFERENCES}" if command.epilog else REFERENCES
+        command.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -103,7 +133,7 @@ def _inspect(args: argparse.Namespace) -> int:
         open_image(args.reference, args.platform, tls_verify) if args.platform else resolve(args.reference, tls_verify)
     )
     try:
-        document = node.to_json()
+        document = inspect_document(node)
     finally:
         node.store.close()
     if args.json:
@@ -178,11 +208,11 @@ def _print_warnings(warnings: Sequence[Finding]) -> None:
 def _validate_document(args: argparse.Namespace) -> int:
     source = "<stdin>" if args.target == "-" else args.target
     if args.target == "-":
-        raw = sys.stdin.buffer.read(MAX_DOCUMENT_BYTES + 1)
+        raw = read_capped(sys.stdin.buffer, MAX_DOCUMENT_BYTES, source)
     else:
         try:
             with open(args.target, "rb") as stream:
-                raw = stream.read(MAX_DOCUMENT_BYTES + 1)
+                raw = read_capped(stream, MAX_DOCUMENT_BYTES, source)
         except OSError as error:
             print(f"ocilab: {args.target}: cannot read: {error.strerror}", file=sys.stderr)
             return EXIT_INVALID

@@ -1,11 +1,13 @@
-"""OCI layouts and oci-archives written by skopeo, read by ocilab, cross-checked with skopeo; bad layouts refused."""
+"""OCI layouts and oci-archives written by skopeo, read by ocilab, cross-checked with skopeo; bad layouts refused.
+
+The refusals need any valid layout, so they damage a seeded random one (tests/random_image.py): no engine needed.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
 import tarfile
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import ocilab
 from ocilab.errors import NotFoundError, UnsafePathError, ValidationError, VerificationError
 from ocilab.stores.layout import open_layout
 from tests.conftest import require_tool, run
+from tests.random_image import write_random_image
 
 
 def skopeo_inspect(reference: str) -> dict:
@@ -23,11 +26,9 @@ def skopeo_inspect(reference: str) -> dict:
 
 
 @pytest.fixture
-def layout_copy(oci_layout: Path, tmp_path: Path) -> Path:
-    """A private copy of the skopeo-written layout that a test may damage."""
-    copy = tmp_path / "layout"
-    shutil.copytree(oci_layout, copy)
-    return copy
+def layout_copy(tmp_path: Path) -> Path:
+    """A valid two-layer layout, tagged ``v1``, that a test may damage (written by hand, not by ocilab)."""
+    return write_random_image(tmp_path / "layout", seed=6, tag="v1").layout
 
 
 def blob_file(layout: Path, digest: str) -> Path:
@@ -69,20 +70,29 @@ def test_whole_image_validates(oci_layout: Path) -> None:
     assert sum("diff_id" in line for line in report.checked) == 2
 
 
-def test_frames(oci_layout: Path, docker_inspect: dict) -> None:
+def test_layer_table_and_history(oci_layout: Path, docker_inspect: dict) -> None:
     with ocilab.open(f"oci:{oci_layout}:v1") as image:
-        layers = image.layers_frame()
-        history = image.history_frame()
+        layers = ocilab.layer_table(image)
+        history = ocilab.history(image)
     assert list(layers["diff_id"]) == docker_inspect["RootFS"]["Layers"]
+    assert list(layers["media_type"]) == ["oci.layer.gzip"] * 2
     assert layers["size"].gt(0).all()
     assert "COPY" in layers.loc[0, "created_by"]
+    assert list(history["created_by"]) == [step["CreatedBy"] for step in docker_history(docker_inspect["Id"])]
     assert list(history["layer"].dropna().astype(int)) == [0, 1]
     assert history["empty_layer"].sum() == len(history) - 2
+    assert ocilab.layer_table(f"oci:{oci_layout}:v1").equals(layers)
 
 
-def test_unknown_tag_lists_the_tags(oci_layout: Path) -> None:
+def docker_history(image_id: str) -> list[dict]:
+    """``docker history`` of an image, oldest step first (docker prints the newest first)."""
+    lines = run("docker", "history", "--no-trunc", "--format", "{{json .}}", image_id).stdout.splitlines()
+    return [json.loads(line) for line in reversed(lines)]
+
+
+def test_unknown_tag_lists_the_tags(layout_copy: Path) -> None:
     with pytest.raises(NotFoundError, match="no image tagged 'nope' \\(tags: v1\\)"):
-        ocilab.open(f"oci:{oci_layout}:nope")
+        ocilab.open(f"oci:{layout_copy}:nope")
 
 
 def test_missing_oci_layout_file(layout_copy: Path) -> None:
@@ -181,14 +191,14 @@ def test_ambiguous_layout_without_tag(layout_copy: Path) -> None:
         assert store.tags() == ["v1", "v2"]
 
 
-def test_archive_member_symlink_leaving_the_archive_is_refused(oci_layout: Path, tmp_path: Path) -> None:
+def test_archive_member_symlink_leaving_the_archive_is_refused(layout_copy: Path, tmp_path: Path) -> None:
     archive = tmp_path / "evil.tar"
     with tarfile.open(archive, "w") as tar:
-        tar.add(oci_layout, arcname=".")
+        tar.add(layout_copy, arcname=".")
         link = tarfile.TarInfo("index.json")
         link.type = tarfile.SYMTYPE
         link.linkname = "../../../etc/hostname"
         tar.addfile(link)
     with pytest.raises(UnsafePathError, match="symlink that leaves the archive"):
         ocilab.open(f"oci-archive:{archive}:v1")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.tar"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.tar", "layout"]

@@ -81,6 +81,8 @@ def changes(image: Image, layer: int | None = None, strict: bool = False) -> lis
 
 @dataclass(frozen=True)
 class LayerSummary:
+    """One layer: its descriptor, the build step that made it, and how many paths it adds, modifies and removes."""
+
     index: int
     digest: Digest
     diff_id: Digest
@@ -91,24 +93,10 @@ class LayerSummary:
     modified: int
     removed: int
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "digest": str(self.digest),
-            "diff_id": str(self.diff_id),
-            "size": self.size,
-            "media_type": self.media_type,
-            "created_by": self.created_by,
-            "added": self.added,
-            "modified": self.modified,
-            "removed": self.removed,
-        }
-
 
 def layer_summaries(image: Image) -> list[LayerSummary]:
     """One summary per layer: its descriptor, the build step that made it, and counts of its changes."""
     _, per_layer = merge(image)
-    steps = [entry.created_by for entry in image.config.history if not entry.empty_layer]
     return [
         LayerSummary(
             index=layer.index,
@@ -116,12 +104,12 @@ def layer_summaries(image: Image) -> list[LayerSummary]:
             diff_id=layer.diff_id,
             size=layer.size,
             media_type=layer.media_type,
-            created_by=steps[layer.index] if layer.index < len(steps) else None,
+            created_by=created_by,
             added=sum(change.change == "added" for change in layer_changes),
             modified=sum(change.change == "modified" for change in layer_changes),
             removed=sum(change.change == "removed" for change in layer_changes),
         )
-        for layer, layer_changes in zip(image.layers, per_layer, strict=True)
+        for layer, created_by, layer_changes in zip(image.layers, image.layer_steps(), per_layer, strict=True)
     ]
 
 

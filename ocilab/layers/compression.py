@@ -32,6 +32,12 @@ GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 COMPRESSIONS = ("none", "gzip", "zstd")
 _DECODER_MODULES = {"compression", "backports", "zlib_ng", "isal"}
+_LABELS = {"none": "an uncompressed tar (compression none)", "gzip": "gzip", "zstd": "zstd"}
+_FOUND = {
+    "none": "not compressed (compression none: no gzip or zstd header at the start)",
+    "gzip": "gzip-compressed",
+    "zstd": "zstd-compressed",
+}
 
 
 def detect(head: bytes) -> str:
@@ -107,7 +113,10 @@ def open_uncompressed(stream: ByteSource, expected: str, what: str) -> BinaryIO:
     head = stream.read(4)
     actual = detect(head)
     if actual != expected:
-        raise InvalidInputError(f"{what}: media type says {expected} compression but the bytes are {actual}")
+        raise InvalidInputError(
+            f"{what}: the layer is labelled {_LABELS[expected]} but its bytes are {_FOUND[actual]};"
+            " its media type must say how its bytes are compressed"
+        )
     raw = io.BufferedReader(_Prefixed(head, stream), buffer_size=1 << 20)
     if expected == "none":
         return raw

@@ -112,11 +112,6 @@ def config_document(
     return document
 
 
-#: Layer media types of one format, by compression.
-_LAYER_TYPES = {
-    "oci": {"none": mt.OCI_LAYER_TAR, "gzip": mt.OCI_LAYER_GZIP, "zstd": mt.OCI_LAYER_ZSTD},
-    "docker": {"none": mt.DOCKER_LAYER_TAR, "gzip": mt.DOCKER_LAYER_GZIP},
-}
 _MANIFEST_TYPES = {"oci": mt.OCI_MANIFEST, "docker": mt.DOCKER_MANIFEST}
 _INDEX_TYPES = {"oci": mt.OCI_INDEX, "docker": mt.DOCKER_MANIFEST_LIST}
 _CONFIG_TYPES = {"oci": mt.OCI_CONFIG, "docker": mt.DOCKER_CONFIG}
@@ -145,4 +140,4 @@ def config_type(image_format: str) -> str:
 
 def layer_type(image_format: str, compression: str) -> str | None:
     """The layer media type for a format and compression; None when the format has none (Docker has no zstd)."""
-    return _LAYER_TYPES[image_format].get(compression)
+    return mt.layer_type(image_format, compression)

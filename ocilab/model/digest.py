@@ -30,6 +30,12 @@ _LOWER_HEX = re.compile(r"[a-f0-9]+")
 CHUNK_SIZE = 1 << 20
 
 
+class Readable(Protocol):
+    """Anything with ``read(n)``: a file, a response, a VerifyingReader."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
 class ByteSource(Protocol):
     """Anything read like a binary file: a file, a response body, a VerifyingReader."""
 
@@ -199,17 +205,26 @@ class VerifyingReader:
         self.close()
 
 
+def read_capped(source: Readable, limit: int, what: str) -> bytes:
+    """Everything ``source`` holds, to EOF; DocumentTooLargeError naming ``what`` past ``limit`` bytes.
+
+    The one capped-read loop of the kit: it never asks for more than ``limit`` + 1 bytes in all, so an
+    oversized (or endless) source costs at most that much memory before it is refused.
+    """
+    parts: list[bytes] = []
+    total = 0
+    while chunk := source.read(min(CHUNK_SIZE, limit + 1 - total)):
+        total += len(chunk)
+        if total > limit:
+            raise DocumentTooLargeError(f"{what}: more than the {limit}-byte limit for documents")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 def read_all(reader: VerifyingReader, limit: int) -> bytes:
-    """Everything ``reader`` holds, verified, refusing documents over ``limit`` bytes."""
+    """Everything ``reader`` holds, verified; over ``limit`` bytes is refused, before reading when the size is known."""
     if reader.expected_size is not None and reader.expected_size > limit:
         raise DocumentTooLargeError(
             f"{reader.what}: {reader.expected_size} bytes is over the {limit}-byte limit for documents"
         )
-    parts: list[bytes] = []
-    total = 0
-    while chunk := reader.read(CHUNK_SIZE):
-        total += len(chunk)
-        if total > limit:
-            raise DocumentTooLargeError(f"{reader.what}: more than the {limit}-byte limit for documents")
-        parts.append(chunk)
-    return b"".join(parts)
+    return read_capped(reader, limit, reader.what)

@@ -35,16 +35,18 @@ INDEXES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
 SCHEMA1 = frozenset({DOCKER_MANIFEST_V1, DOCKER_MANIFEST_V1_SIGNED})
 CONFIGS = frozenset({OCI_CONFIG, DOCKER_CONFIG})
 
-_COMPRESSION = {
-    OCI_LAYER_TAR: "none",
-    OCI_LAYER_GZIP: "gzip",
-    OCI_LAYER_ZSTD: "zstd",
-    OCI_LAYER_NONDISTRIBUTABLE_TAR: "none",
-    OCI_LAYER_NONDISTRIBUTABLE_GZIP: "gzip",
-    OCI_LAYER_NONDISTRIBUTABLE_ZSTD: "zstd",
-    DOCKER_LAYER_TAR: "none",
-    DOCKER_LAYER_GZIP: "gzip",
-    DOCKER_LAYER_FOREIGN: "gzip",
+#: Every layer media type known: its compression, and the format it is the canonical type of (None for
+#: the non-distributable and foreign ones, which a copy never writes). The one table of layer types.
+_LAYERS: dict[str, tuple[str, str | None]] = {
+    OCI_LAYER_TAR: ("none", "oci"),
+    OCI_LAYER_GZIP: ("gzip", "oci"),
+    OCI_LAYER_ZSTD: ("zstd", "oci"),
+    OCI_LAYER_NONDISTRIBUTABLE_TAR: ("none", None),
+    OCI_LAYER_NONDISTRIBUTABLE_GZIP: ("gzip", None),
+    OCI_LAYER_NONDISTRIBUTABLE_ZSTD: ("zstd", None),
+    DOCKER_LAYER_TAR: ("none", "docker"),
+    DOCKER_LAYER_GZIP: ("gzip", "docker"),
+    DOCKER_LAYER_FOREIGN: ("gzip", None),
 }
 NONDISTRIBUTABLE = frozenset(
     {
@@ -58,7 +60,16 @@ NONDISTRIBUTABLE = frozenset(
 
 def layer_compression(media_type: str) -> str | None:
     """``"none"``, ``"gzip"`` or ``"zstd"`` for a known layer media type; None when unknown."""
-    return _COMPRESSION.get(media_type)
+    known = _LAYERS.get(media_type)
+    return known[0] if known else None
+
+
+def layer_type(image_format: str, compression: str) -> str | None:
+    """The layer media type of ``"oci"`` or ``"docker"`` for a compression; None when there is none (Docker zstd)."""
+    for media_type, known in _LAYERS.items():
+        if known == (compression, image_format):
+            return media_type
+    return None
 
 
 def is_manifest(media_type: str) -> bool:

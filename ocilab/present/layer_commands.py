@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ocilab.model import mediatype as mt
-from ocilab.present.rows import change_rows, diff_document, efficiency_document
+from ocilab.present.rows import SIZED_TYPES, change_rows, diff_document, efficiency_document, summary_rows
 from ocilab.present.text import human_size, parse_size, print_json, shorten, table
 
 EXIT_OK, EXIT_THRESHOLD = 0, 1
@@ -17,6 +17,13 @@ DEFAULT_LOWEST_EFFICIENCY = 0.9
 DEFAULT_TOP = 20
 CONFIG_VALUE_WIDTH = 160
 JSON_SLICE = 10_000
+MARKS = {"added": "A", "modified": "M", "removed": "D"}
+CHANGE_LETTERS = (
+    "change letters:\n"
+    "  A  added: the path is new (in diff: only in B)\n"
+    "  M  modified: content, type, mode, owner or link target differ (with --strict, the mtime too)\n"
+    "  D  deleted: the path is gone (in a layer: a whiteout, .wh.NAME or .wh..wh..opq; in diff: only in A)"
+)
 T = TypeVar("T")
 
 
@@ -34,14 +41,16 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     options(layers)
     layers.set_defaults(handler=_layers)
 
-    changes = commands.add_parser("changes", help="what each layer adds, modifies and removes")
+    changes = commands.add_parser("changes", help="what each layer adds, modifies and removes", epilog=CHANGE_LETTERS)
     changes.add_argument("reference", metavar="REF")
     changes.add_argument("--layer", type=int, metavar="N", help="only layer N (0 is the base)")
     changes.add_argument("--strict", action="store_true", help="a different mtime alone counts as a modification")
     options(changes)
     changes.set_defaults(handler=_changes)
 
-    diff = commands.add_parser("diff", help="files, config and layers that differ between two images")
+    diff = commands.add_parser(
+        "diff", help="files, config and layers that differ between two images", epilog=CHANGE_LETTERS
+    )
     diff.add_argument("reference_a", metavar="REF_A")
     diff.add_argument("reference_b", metavar="REF_B")
     diff.add_argument("--strict", action="store_true", help="a different mtime alone counts as a modification")
@@ -52,21 +61,60 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     efficiency.add_argument("reference", metavar="REF")
     efficiency.add_argument("--ci", action="store_true", help="exit 1 when a threshold is crossed")
     efficiency.add_argument(
-        "--lowest-efficiency", type=float, metavar="RATIO", help=f"with --ci (default {DEFAULT_LOWEST_EFFICIENCY})"
+        "--lowest-efficiency",
+        type=_ratio,
+        metavar="RATIO",
+        help=f"0-1, with --ci (default {DEFAULT_LOWEST_EFFICIENCY})",
     )
-    efficiency.add_argument("--highest-wasted-bytes", type=parse_size, metavar="SIZE", help="e.g. 20MB, 5MiB")
-    efficiency.add_argument("--highest-wasted-percent", type=float, metavar="PERCENT", help="0-100")
+    efficiency.add_argument(
+        "--highest-wasted-bytes", type=_size_argument, metavar="SIZE", help="with --ci; e.g. 20MB, 5MiB"
+    )
+    efficiency.add_argument("--highest-wasted-percent", type=_percent, metavar="PERCENT", help="0-100, with --ci")
     efficiency.add_argument(
         "--top", type=_positive, metavar="N", help=f"list only the N most wasteful paths (table default {DEFAULT_TOP})"
     )
     options(efficiency)
-    efficiency.set_defaults(handler=_efficiency)
+    efficiency.set_defaults(handler=_efficiency, parser=efficiency)
 
 
 def _open(reference: str, args: argparse.Namespace) -> Any:
     from ocilab.api import open as open_image
 
     return open_image(reference, args.platform, tls_verify=args.tls_verify == "true")
+
+
+def _ratio(text: str) -> float:
+    """argparse type: a number from 0 to 1 (an efficiency)."""
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a ratio from 0 to 1 (0.9 means 90%)")
+    return value
+
+
+def _percent(text: str) -> float:
+    """argparse type: a number from 0 to 100."""
+    value = _number(text)
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text} is not a percentage from 0 to 100")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != value:  # NaN compares false with every bound
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    return value
+
+
+def _size_argument(text: str) -> int:
+    """argparse type: ``parse_size``, its message kept (argparse drops a ValueError's)."""
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive(text: str) -> int:
@@ -82,7 +130,7 @@ def _layers(args: argparse.Namespace) -> int:
     with _open(args.reference, args) as image:
         summaries = layer_summaries(image)
     if args.json:
-        print_json([summary.to_json() for summary in summaries])
+        print_json(summary_rows(summaries))
         return EXIT_OK
     rows = [
         (s.index, str(s.digest)[:19], human_size(s.size), mt.short_name(s.media_type), s.added, s.modified, s.removed,
@@ -101,11 +149,10 @@ def _changes(args: argparse.Namespace) -> int:
     if args.json:
         _print_json_list(found, change_rows)
         return EXIT_OK
-    rows = change_rows(found)
-    marks = {"added": "A", "modified": "M", "removed": "D"}
     print(table(["layer", "", "type", "size", "path"], [
-        (r["layer"], marks[r["change"]], r["type"], human_size(r["size"]) if r["type"] == "file" else "", r["path"])
-        for r in rows
+        (r["layer"], MARKS[r["change"]], r["type"], human_size(r["size"]) if r["type"] in SIZED_TYPES else "",
+         r["path"])
+        for r in change_rows(found)
     ], max_width=120))  # fmt: skip
     return EXIT_OK
 
@@ -130,9 +177,8 @@ def _diff(args: argparse.Namespace) -> int:
     if args.json:
         print_json(document)
         return EXIT_OK
-    marks = {"added": "A", "modified": "M", "removed": "D"}
     print(table(["", "type", "size a", "size b", "path"], [
-        (marks[f["change"]], f["type"], _size(f["size_a"]), _size(f["size_b"]), f["path"]) for f in document["files"]
+        (MARKS[f["change"]], f["type"], _size(f["size_a"]), _size(f["size_b"]), f["path"]) for f in document["files"]
     ], max_width=120))  # fmt: skip
     if document["config"]:
         print("\nconfig:")
@@ -158,6 +204,11 @@ def _size(value: int | None) -> str:
 
 def _efficiency(args: argparse.Namespace) -> int:
     from ocilab.engines.analysis import efficiency
+
+    thresholds = ("lowest_efficiency", "highest_wasted_bytes", "highest_wasted_percent")
+    given = [f"--{name.replace('_', '-')}" for name in thresholds if getattr(args, name) is not None]
+    if given and not args.ci:
+        args.parser.error(f"{', '.join(given)}: thresholds are checked in CI mode only; add --ci (exit 1 when crossed)")
 
     with _open(args.reference, args) as image:
         document = efficiency_document(efficiency(image), args.top)

@@ -41,10 +41,13 @@ def shorten(text: str, width: int) -> str:
 
 
 def parse_size(text: str) -> int:
-    """``"20MB"`` -> 20000000, ``"5MiB"`` -> 5242880, ``"512"`` -> 512; ValueError otherwise (argparse's type=)."""
+    """``"20MB"`` -> 20000000, ``"5MiB"`` -> 5242880, ``"512"`` -> 512; ValueError naming the units otherwise."""
     match = _SIZE.fullmatch(text)
     if match is None:
-        raise ValueError(f"{text!r} is not a size like 512, 20MB or 5MiB")
+        raise ValueError(
+            f"{text!r} is not a size: write a number with one of the units B, kB, MB, GB, TB (powers of 1000)"
+            " or KiB, MiB, GiB, TiB (powers of 1024), e.g. 512, 20MB or 5MiB"
+        )
     number, prefix, binary = match.groups()
     power = "KMGT".find(prefix.upper()) + 1 if prefix else 0
     return int(float(number) * (1024 if binary else 1000) ** power)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
 
 from ocilab.errors import InvalidInputError, NotFoundError, ValidationError
 from ocilab.model import (
@@ -26,9 +25,6 @@ from ocilab.model import (
 )
 from ocilab.model import mediatype as mt
 from ocilab.stores.base import Store
-
-if TYPE_CHECKING:
-    import pandas
 
 DEFAULT_PLATFORM = Platform("linux", "amd64")
 MAX_INDEX_DEPTH = 8
@@ -54,14 +50,6 @@ class Layer:
     @property
     def media_type(self) -> str:
         return self.descriptor.media_type
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "digest": str(self.digest),
-            "diff_id": str(self.diff_id),
-            "size": self.size,
-            "media_type": self.media_type,
-        }
 
 
 class Image:
@@ -97,73 +85,15 @@ class Image:
     def media_type(self) -> str:
         return self.manifest.media_type
 
+    def layer_steps(self) -> list[str | None]:
+        """Per layer, the ``created_by`` of the history entry that made it (None where history says nothing)."""
+        steps = [entry.created_by for entry in self.config.history if not entry.empty_layer]
+        return [steps[layer.index] if layer.index < len(steps) else None for layer in self.layers]
+
     def open_layer(self, position: int) -> VerifyingReader:
         """The (possibly compressed) blob of layer ``position``, verified against its digest at EOF."""
         layer = self.layers[position]
         return self.store.open_blob(layer.descriptor, f"layer {position}")
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``ocilab inspect --json`` object."""
-        return {
-            "reference": self.reference,
-            "manifest_digest": str(self.manifest_digest),
-            "media_type": self.media_type,
-            "config_digest": str(self.config_digest),
-            "platform": self.platform.to_json(),
-            "created": self.config.created,
-            "size": sum(layer.size for layer in self.layers) + self.manifest.config.size + len(self.manifest.raw),
-            "layers": [layer.to_json() for layer in self.layers],
-            "history": [
-                {
-                    "created": entry.created,
-                    "created_by": entry.created_by,
-                    "empty_layer": entry.empty_layer,
-                    **({"comment": entry.comment} if entry.comment else {}),
-                    **({"author": entry.author} if entry.author else {}),
-                }
-                for entry in self.config.history
-            ],
-            "config": self.config.container_config,
-            "annotations": dict(self.manifest.annotations),
-        }
-
-    def layers_frame(self) -> pandas.DataFrame:
-        """One row per layer: index, digest, diff_id, size, media_type, created_by."""
-        import pandas
-
-        steps = [entry for entry in self.config.history if not entry.empty_layer]
-        rows = [
-            {
-                "index": layer.index,
-                "digest": str(layer.digest),
-                "diff_id": str(layer.diff_id),
-                "size": layer.size,
-                "media_type": mt.short_name(layer.media_type),
-                "created_by": steps[layer.index].created_by if layer.index < len(steps) else None,
-            }
-            for layer in self.layers
-        ]
-        return pandas.DataFrame(rows, columns=["index", "digest", "diff_id", "size", "media_type", "created_by"])
-
-    def history_frame(self) -> pandas.DataFrame:
-        """One row per build step: created, created_by, empty_layer, comment, and the layer it made."""
-        import pandas
-
-        rows = []
-        next_layer = 0
-        for entry in self.config.history:
-            layer = None if entry.empty_layer else next_layer
-            next_layer += 0 if entry.empty_layer else 1
-            rows.append(
-                {
-                    "created": entry.created,
-                    "created_by": entry.created_by,
-                    "empty_layer": entry.empty_layer,
-                    "layer": layer,
-                    "comment": entry.comment,
-                }
-            )
-        return pandas.DataFrame(rows, columns=["created", "created_by", "empty_layer", "layer", "comment"])
 
     def close(self) -> None:
         """Release the store (open archives, temporary copies, connections)."""
@@ -218,25 +148,6 @@ class ImageIndex:
                 nested = resolve(self.store, descriptor)
                 if isinstance(nested, ImageIndex):
                     yield from nested._images(depth + 1)
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``ocilab inspect --json`` object for an index."""
-        return {
-            "reference": self.reference,
-            "manifest_digest": str(self.descriptor.digest),
-            "media_type": self.index.media_type,
-            "manifests": [
-                {
-                    "digest": str(d.digest),
-                    "media_type": d.media_type,
-                    "size": d.size,
-                    "platform": d.platform.to_json() if d.platform else None,
-                    **({"annotations": dict(d.annotations)} if d.annotations else {}),
-                }
-                for d in self.manifests
-            ],
-            "annotations": dict(self.index.annotations),
-        }
 
     def __repr__(self) -> str:
         return f"<ImageIndex {self.reference} {self.descriptor.digest.short} {len(self.manifests)} manifests>"

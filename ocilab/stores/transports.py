@@ -9,32 +9,64 @@
 =================================  ==========================================
 
 As in skopeo, a path ends at the first ``:``; what follows names the image.
+``containers-storage:`` (Podman's store) is recognised and refused with what
+to use instead; ``oci:`` naming a file and ``docker-daemon:`` without a tag
+are refused with the fix, before anything is opened.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ocilab.errors import ReferenceFormatError
+from ocilab.errors import InvalidInputError, ReferenceFormatError, UnsupportedError
 from ocilab.model import Reference
 from ocilab.stores.base import Store, Writer
 
 TRANSPORTS = ("oci", "oci-archive", "docker-archive", "docker-daemon", "docker")
+SYNTAX = (
+    "oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG],"
+    " docker-daemon:NAME:TAG or docker://HOST/REPO[:TAG]"
+)
 
 
 def split_transport(text: str) -> tuple[str, str]:
-    """``(transport, rest)``; ReferenceFormatError listing the transports when there is none."""
+    """``(transport, rest)``, with ``rest`` checked for its transport; ReferenceFormatError listing the transports.
+
+    ``containers-storage:`` raises UnsupportedError naming what to use instead.
+    """
     if text.startswith("docker://"):
         return "docker", text[len("docker://") :]
     transport, colon, rest = text.partition(":")
-    if not colon or transport not in TRANSPORTS or transport == "docker":
-        raise ReferenceFormatError(
-            f"{text!r} has no known transport; write one of oci:DIR[:TAG], oci-archive:FILE[:TAG],"
-            " docker-archive:FILE[:NAME:TAG], docker-daemon:NAME:TAG or docker://HOST/REPO[:TAG]"
+    if transport == "containers-storage":
+        raise UnsupportedError(
+            f"{text!r}: containers-storage: is Podman's local image store, which ocilab cannot read yet;"
+            " use docker-daemon:NAME:TAG for an image in Docker, or run"
+            " `podman save --format oci-archive -o FILE NAME` and open oci-archive:FILE"
         )
+    if not colon or transport not in TRANSPORTS or transport == "docker":
+        raise ReferenceFormatError(f"{text!r} has no known transport; write one of {SYNTAX}")
     if not rest:
         raise ReferenceFormatError(f"{text!r}: nothing after '{transport}:'")
+    if transport == "oci" and Path(rest.partition(":")[0]).is_file():
+        raise InvalidInputError(
+            f"{text!r}: {rest.partition(':')[0]} is a file, and oci: names a layout directory;"
+            f" for a tarred layout write oci-archive:{rest}"
+        )
+    if transport == "docker-daemon" and not _daemon_name_is_pinned(rest):
+        raise ReferenceFormatError(
+            f"{text!r}: docker-daemon: reference {rest} has neither a tag nor a digest;"
+            f" name one image: docker-daemon:{rest}:TAG (e.g. :latest) or docker-daemon:sha256:ID"
+        )
     return transport, rest
+
+
+def _daemon_name_is_pinned(name: str) -> bool:
+    """True for ``sha256:<id>``, ``NAME:TAG`` or ``NAME@DIGEST`` (the engine's answer to each is one image).
+
+    A ``:`` after the last ``/`` is a tag's (before it, a registry port's), as in the reference grammar.
+    """
+    remainder, at, _ = name.partition("@")
+    return name.startswith("sha256:") or bool(at) or ":" in remainder.rpartition("/")[2]
 
 
 def open_store(text: str, tls_verify: bool = True) -> Store:

@@ -17,7 +17,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import BinaryIO
 
-from ocilab.errors import DocumentTooLargeError, InvalidInputError, NotFoundError, UnsafePathError
+from ocilab.errors import InvalidInputError, NotFoundError, UnsafePathError
+from ocilab.model.digest import read_capped
 
 _MAX_LINK_HOPS = 40
 
@@ -53,10 +54,7 @@ class Tree(ABC):
     def read(self, path: str, limit: int) -> bytes:
         """The whole content of a small file, refused when larger than ``limit`` bytes."""
         with self.open(path) as stream:
-            data = stream.read(limit + 1)
-        if len(data) > limit:
-            raise DocumentTooLargeError(f"{self.name}: {path} is over the {limit}-byte limit for documents")
-        return data
+            return read_capped(stream, limit, f"{self.name}: {path}")
 
     def close(self) -> None:
         """Release the archive (no-op for directories)."""

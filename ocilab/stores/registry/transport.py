@@ -22,7 +22,8 @@ from typing import Protocol
 import requests
 import urllib3.exceptions
 
-from ocilab.errors import ComponentUnavailableError, DocumentTooLargeError
+from ocilab.errors import ComponentUnavailableError
+from ocilab.model.digest import read_capped
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 60.0
@@ -141,14 +142,7 @@ class _RequestsResponse:
 
 def read_body(response: Response, limit: int, what: str) -> bytes:
     """The whole body of a response expected to be small; DocumentTooLargeError past ``limit`` bytes."""
-    parts: list[bytes] = []
-    total = 0
-    while chunk := response.read(65536):
-        total += len(chunk)
-        if total > limit:
-            raise DocumentTooLargeError(f"{what} ({response.url}): more than the {limit}-byte limit")
-        parts.append(chunk)
-    return b"".join(parts)
+    return read_capped(response, limit, f"{what} ({response.url})")
 
 
 def _reason(error: BaseException) -> str:
