@@ -6,19 +6,22 @@ with the path normalised to ``/a/b``. Whiteouts come out as entries of kind
 ``whiteout`` (the path they hide) or ``opaque`` (the directory whose lower
 content they hide), as the image-spec's layer rules define them. When the
 stream ends, the uncompressed bytes are checked against the diff_id and the
-blob is read to its end so the store checks its digest.
+blob is read to its end so the store checks its digest. ``read_members``
+gives the same entries with each regular file's content as a stream and the
+member's xattrs, for unpacking.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from ocilab.errors import InvalidInputError, VerificationError
 from ocilab.layers.compression import open_uncompressed
-from ocilab.layers.tarstream import TarHeader, read_tar
+from ocilab.layers.tarstream import Content, TarHeader, read_tar
 from ocilab.model.digest import ByteSource, Digest, new_hasher
 
 WHITEOUT_PREFIX = ".wh."
@@ -49,6 +52,21 @@ class Entry:
     link: str | None = None
     digest: bytes | None = None
     device: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """An entry with what unpacking needs besides: the content stream of a regular file, and xattrs.
+
+    ``content`` is valid only until the next member is asked for.
+    """
+
+    entry: Entry
+    content: Content | None
+    xattrs: Mapping[str, bytes]
+
+
+_NO_XATTRS: Mapping[str, bytes] = MappingProxyType({})
 
 
 def max_layer_bytes() -> int:
@@ -82,10 +100,25 @@ def read_layer(
     VerificationError when the uncompressed bytes are not ``diff_id``. The
     checks that need the whole stream run when the iterator is exhausted.
     """
+    for entry, _ in _read(blob, compression, diff_id, what, limit, contents=False):
+        yield entry
+
+
+def read_members(
+    blob: ByteSource, compression: str, diff_id: Digest, what: str, limit: int | None = None
+) -> Iterator[Member]:
+    """``read_layer``'s entries as Members: files' contents streamed (not hashed), xattrs kept; same checks."""
+    for entry, header in _read(blob, compression, diff_id, what, limit, contents=True):
+        yield Member(entry, header.content, header.xattrs or _NO_XATTRS)
+
+
+def _read(
+    blob: ByteSource, compression: str, diff_id: Digest, what: str, limit: int | None, contents: bool
+) -> Iterator[tuple[Entry, TarHeader]]:
     hasher = new_hasher(diff_id.algorithm)
     seen: set[str] = set()
     with open_uncompressed(blob, compression, what) as tar:
-        for header in read_tar(tar, hasher, max_layer_bytes() if limit is None else limit, what):
+        for header in read_tar(tar, hasher, max_layer_bytes() if limit is None else limit, what, contents):
             entry = _entry(header, what)
             if entry is None:
                 continue
@@ -94,7 +127,7 @@ def read_layer(
             if key in seen:
                 raise InvalidInputError(f"{what}: {entry.path} appears twice in the layer")
             seen.add(key)
-            yield entry
+            yield entry, header
         _drain(blob)
     if hasher.hexdigest() != diff_id.encoded:
         raise VerificationError(
@@ -110,8 +143,13 @@ def _drain(blob: ByteSource) -> None:
 
 
 def _entry(header: TarHeader, what: str) -> Entry | None:
-    """The Entry for a tar member; None for the root directory and aufs metadata files."""
+    """The Entry for a tar member; None for the root directory and aufs metadata files.
+
+    A member for the root that is not a directory is refused: no tool could apply it.
+    """
     path = normalise(header.name, what)
+    if path == "/" and header.kind != "dir":
+        raise InvalidInputError(f"{what}: entry {header.name!r} is a {header.kind} in place of the root directory")
     if path == "/" or AUFS_META_PREFIX in path and _under_aufs_metadata(path):
         return None  # the root itself, or aufs bookkeeping (.wh..wh.plnk/..., .wh..wh.aufs): not part of the filesystem
     directory, base = posixpath.split(path)

@@ -1,10 +1,11 @@
-"""A streaming tar reader: headers (ustar, GNU long names, pax) and content digests, one pass, no seeking.
+"""A streaming tar reader: headers (ustar, GNU long names, pax) and content, one pass, no seeking.
 
 Written for layers rather than general archives: it reads from a stream in
-large chunks, hashes each regular file's content as it passes, never holds a
-file whole, checks every header's checksum, refuses what it does not
-understand (sparse files, volume labels, unknown types) and, after the
-end-of-archive marker, insists that only zero padding follows.
+large chunks, hashes each regular file's content as it passes (or, with
+``contents=True``, hands it out as a stream the way Go's ``tar.Reader``
+does), never holds a file whole, checks every header's checksum, refuses what
+it does not understand (sparse files, volume labels, unknown types) and,
+after the end-of-archive marker, insists that only zero padding follows.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ _KINDS = {
     b"6": "fifo",
 }
 _PAX_NUMERIC = {"size", "uid", "gid"}
+_XATTR_PREFIX = "SCHILY.xattr."
 _NUL_AS_SPACE = bytes.maketrans(b"\0", b" ")
 
 
@@ -39,7 +41,9 @@ _NUL_AS_SPACE = bytes.maketrans(b"\0", b" ")
 class TarHeader:
     """One archive member as the tar stream describes it; ``digest`` is the sha256 of a file's content (32 bytes).
 
-    ``read_tar`` fills ``digest`` in as the content streams past, before it yields the header.
+    ``read_tar`` fills ``digest`` in as the content streams past, before it yields the header; with
+    ``contents=True`` it leaves ``digest`` None and sets ``content`` instead. ``xattrs`` are the pax
+    ``SCHILY.xattr.*`` records, raw values.
     """
 
     name: str
@@ -53,6 +57,8 @@ class TarHeader:
     devmajor: int
     devminor: int
     digest: bytes | None
+    xattrs: dict[str, bytes] | None = None
+    content: Content | None = None
 
 
 class _Feed:
@@ -106,6 +112,14 @@ class _Feed:
             remaining -= step
         return content.digest()
 
+    def read_upto(self, count: int, name: str) -> bytes:
+        """At most ``count`` (> 0) bytes that must be there, as many as one buffer holds."""
+        if self._position == len(self._buffer) and not self._pull():
+            raise InvalidInputError(f"{self._what}: stream ends inside the content of {name!r}")
+        data = self._buffer[self._position : self._position + count]
+        self._position += len(data)
+        return data
+
     def skip(self, count: int, name: str) -> None:
         """Consume ``count`` bytes that must be there."""
         if len(self.take(count)) != count:
@@ -121,11 +135,43 @@ class _Feed:
         return clean
 
 
-def read_tar(source: ByteSource, hasher: hashlib._Hash, limit: int, what: str) -> Iterator[TarHeader]:
+class Content:
+    """A regular file's content as it streams past: read it (or not) before asking for the next member.
+
+    Whatever is left unread when the reader moves on is skipped.
+    """
+
+    def __init__(self, feed: _Feed, size: int, name: str) -> None:
+        self._feed = feed
+        self._remaining = size
+        self._name = name
+
+    def read(self, n: int = -1, /) -> bytes:
+        """Up to ``n`` bytes (every remaining byte for ``n < 0``); ``b""`` at the end of the file."""
+        if n < 0:
+            return b"".join(iter(lambda: self.read(READ_SIZE), b""))
+        if not n or not self._remaining:
+            return b""
+        data = self._feed.read_upto(min(n, self._remaining), self._name)
+        self._remaining -= len(data)
+        return data
+
+    def close(self) -> None:
+        """Skip what is left of the content."""
+        if self._remaining:
+            self._feed.skip(self._remaining, self._name)
+            self._remaining = 0
+
+
+def read_tar(
+    source: ByteSource, hasher: hashlib._Hash, limit: int, what: str, contents: bool = False
+) -> Iterator[TarHeader]:
     """The members of the tar stream ``source``, in order.
 
     Every byte read, padding and trailing zeros included, goes through ``hasher``
-    (so the caller can check a diff_id once the iterator is exhausted). Raises
+    (so the caller can check a diff_id once the iterator is exhausted). With
+    ``contents``, a regular file's header carries its ``content`` stream instead
+    of a digest; the stream is valid until the next member is asked for. Raises
     InvalidInputError naming ``what`` and the member for a malformed header, a
     stream cut short, data after the end-of-archive marker, or more than
     ``limit`` bytes in all.
@@ -171,10 +217,23 @@ def read_tar(source: ByteSource, hasher: hashlib._Hash, limit: int, what: str) -
         header = _header(block, kind, size, raw_name, fields, what)
         header.mode = modes.setdefault(header.mode, header.mode)
         header.mtime = mtimes.setdefault(header.mtime, header.mtime)
-        if kind == "file":
+        if fields:
+            header.xattrs = {
+                key[len(_XATTR_PREFIX) :]: value.encode("utf-8", "surrogateescape")
+                for key, value in fields.items()
+                if key.startswith(_XATTR_PREFIX)
+            } or None
+        if kind != "file":
+            yield header
+        elif contents:
+            header.content = Content(feed, header.size, header.name)
+            yield header
+            header.content.close()
+            feed.skip(-header.size % BLOCK, header.name)
+        else:
             header.digest = feed.digest_of(header.size, header.name)
             feed.skip(-header.size % BLOCK, header.name)
-        yield header
+            yield header
 
 
 def _header(block: bytes, kind: str, size: int, raw_name: str, pax: dict[str, str], what: str) -> TarHeader:
