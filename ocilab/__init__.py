@@ -19,8 +19,11 @@ from ocilab.api import (
     open,
     remove,
     resolve,
+    run,
+    unpack,
     validate,
 )
+from ocilab.engines import runtime
 from ocilab.engines.builder import Builder, write_index
 from ocilab.engines.scratch import busybox_layout
 from ocilab.errors import OcilabError
@@ -50,6 +53,9 @@ __all__ = [
     "plots",
     "remove",
     "resolve",
+    "run",
+    "runtime",
+    "unpack",
     "validate",
     "workspace",
     "write_index",

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from ocilab.engines.copy import CopyReport
     from ocilab.engines.docker_build import DockerBuild, Log
     from ocilab.engines.remove import Removal
+    from ocilab.engines.runtime import RunResult
+    from ocilab.engines.unpack import UnpackReport
 
 
 def open(reference: str, platform: str | Platform | None = None, tls_verify: bool = True) -> Image:  # noqa: A001
@@ -278,3 +280,42 @@ def docker_build(
         nocache=nocache,
         log=None if quiet else (log or live_log()),
     )
+
+
+def unpack(
+    image: Image | str,
+    bundle: str | Path,
+    *,
+    platform: str | Platform | None = None,
+    rootless: bool = False,
+    command: Sequence[str] | None = None,
+    tls_verify: bool = True,
+) -> UnpackReport:
+    """Unpack an image into an OCI runtime bundle (``bundle/rootfs`` and ``bundle/config.json``), as ``ocilab unpack``.
+
+    ``bundle`` must be absent or an empty directory; it is created mode 0700,
+    and a failure leaves nothing behind. ``command`` replaces the image's Cmd.
+    """
+    from ocilab.engines.unpack import unpack as unpack_image
+
+    if not isinstance(image, str):
+        return unpack_image(image, bundle, rootless=rootless, command=command)
+    with open(image, platform, tls_verify) as opened:
+        return unpack_image(opened, bundle, rootless=rootless, command=command)
+
+
+def run(
+    target: str | Path,
+    command: Sequence[str] | None = None,
+    *,
+    engine: str = "runc",
+    platform: str | Platform | None = None,
+    rootless: bool = False,
+) -> RunResult:
+    """Run an image reference (or a bundle directory, with runc) and return its exit code and output.
+
+    ``ocilab.runtime.Container`` gives the runc lifecycle one step at a time.
+    """
+    from ocilab.engines.runtime import run as run_target
+
+    return run_target(target, command, engine=engine, platform=platform, rootless=rootless)

@@ -23,6 +23,7 @@ from ocilab.present.docker_build_commands import register as register_docker_bui
 from ocilab.present.layer_commands import register as register_layer_commands
 from ocilab.present.registry_commands import register as register_registry_commands
 from ocilab.present.rows import inspect_document
+from ocilab.present.run_commands import register as register_run_commands
 from ocilab.present.store_commands import register as register_store_commands
 from ocilab.present.text import human_size, print_json, table
 
@@ -97,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     register_store_commands(commands, _common)
     register_build_commands(commands, _common)
     register_docker_build_commands(commands)
+    register_run_commands(commands, _common)
 
     doctor = commands.add_parser("doctor", help="which components are present and working")
     doctor.add_argument("--json", action="store_true", help="print JSON")
