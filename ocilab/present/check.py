@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ocilab.model import Digest
@@ -28,6 +29,8 @@ from ocilab.stores.image import Image
 
 EXERCISES: dict[str, tuple[str, ...]] = {
     "00-welcome": ("digest_of", "layer_count", "config_digest"),
+    "05-deletion-and-gc": ("layer_digest", "layout_gc_removes"),
+    "01-image-spec": ("diff_id", "blob_count", "valid_image"),
 }
 """Notebook -> the checks its "Your turn" section calls, in order."""
 
@@ -168,6 +171,71 @@ def layer_digest(answer: Any, image: Image | str, layer: int) -> Verdict:
             others[f"layer {position}'s uncompressed tar (its diff_id)"] = entry.diff_id
         others.update({"the manifest": opened.manifest_digest, "the config": opened.config_digest})
         return _compare_digest(answer, right, f"layer {layer}'s blob", others)
+
+
+@_check
+def diff_id(answer: Any, image: Image | str, layer: int) -> Verdict:
+    """Is ``answer`` the diff_id (the digest of the uncompressed tar) of ``image``'s layer ``layer``?"""
+    with _image(image) as opened:
+        right = opened.layers[layer].diff_id
+        others = {f"layer {entry.index}'s compressed blob": entry.digest for entry in opened.layers}
+        others.update({"the manifest": opened.manifest_digest, "the config": opened.config_digest})
+        others = {name: digest for name, digest in others.items() if digest != right}
+        return _compare_digest(answer, right, f"layer {layer}'s diff_id", others)
+
+
+@_check
+def blob_count(answer: Any, layout: Path | str) -> Verdict:
+    """Is ``answer`` the number of blob files in the OCI layout ``layout`` (a directory or ``oci:DIR[:TAG]``)?"""
+    directory = Path(layout) if isinstance(layout, Path) else Path(layout.removeprefix("oci:").partition(":")[0])
+    blobs = directory / "blobs"
+    if not blobs.is_dir():
+        raise _Wrong(f"{directory} is not an OCI image layout: it has no blobs/ directory.")
+    right = sum(1 for path in blobs.rglob("*") if path.is_file())
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        raise _Wrong(f"Answer with a whole number, like 3, not {shorten(repr(answer), 40)}.")
+    if answer == right:
+        return Verdict(True, f"Right: {right} blob files, each stored once however many documents point at it.")
+    side = "fewer" if answer > right else "more"
+    raise _Wrong(
+        f"Not {answer}: there are {side}. Count each document and each layer once (a shared one is stored once),"
+        f" then check with ls {blobs}/sha256."
+    )
+
+
+@_check
+def valid_image(answer: Any) -> Verdict:
+    """Does the reference ``answer`` name an image that ``ocilab.validate`` finds valid?"""
+    if not isinstance(answer, str):
+        raise _Wrong(f"Answer with the reference you wrote to, like 'oci:DIR:TAG', not {shorten(repr(answer), 40)}.")
+    from ocilab.api import validate
+
+    report = validate(answer)
+    if report.ok:
+        return Verdict(True, f"Right: {answer} is valid; every digest, size and diff_id checks out.")
+    raise _Wrong(f"Not valid yet: {report.problems[0]}")
+
+
+@_check
+def layout_gc_removes(answer: Any, layout: Path | str) -> Verdict:
+    """Is ``answer`` the number of blobs the collector would remove from the OCI layout directory ``layout`` now?"""
+    from ocilab.engines.layout_gc import collect_layout
+
+    right = len(collect_layout(Path(layout), dry_run=True).removed)
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        raise _Wrong(f"Answer with a whole number, like 3, not {shorten(repr(answer), 40)}.")
+    if answer == right:
+        return Verdict(True, f"Right: {right} blobs that no tag reaches any more; the rest stay.")
+    if right == 0:
+        raise _Wrong(
+            "The collector would remove nothing now: a tag reaches every blob left. Remove the tag first (the cell"
+            " above); if you already ran the collector, compare your answer with what it removed."
+        )
+    side = "fewer" if answer > right else "more"
+    raise _Wrong(
+        f"Not {answer}: it removes {side}. Count what only the removed tag reached: its manifest, its config,"
+        " and each layer that no other tag's image lists."
+    )
 
 
 def _layers(image: Image) -> dict[str, Digest]:
