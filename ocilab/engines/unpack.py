@@ -86,7 +86,7 @@ def unpack(
     """Write ``image`` as a runtime bundle at ``bundle`` (absent or an empty directory).
 
     ``rootless`` writes the config ``runc spec --rootless`` would (a user
-    namespace) and leaves device nodes out; ownership is kept only when
+    namespace) and writes device nodes as empty files; ownership is kept only when
     unpacking as root and not rootless. ``command`` replaces the image's Cmd in
     ``process.args``. Raises InvalidInputError / UnsafePathError naming the layer
     and the entry for a layer that is malformed or tries to escape, and
@@ -112,8 +112,8 @@ def unpack(
             where = f"{image.reference}: config {image.config_digest}"
             user = resolve_user(
                 image.config.container_config.get("User") or "",
-                rootfs.read_file("/etc/passwd"),
-                rootfs.read_file("/etc/group"),
+                rootfs.read_file("/etc/passwd", where),
+                rootfs.read_file("/etc/group", where),
                 where,
             )
             rootfs.finish()
@@ -234,8 +234,9 @@ class _Rootfs:
 
     def _device(self, member: Member, directory: int, name: str, where: str) -> None:
         entry = member.entry
-        if self._rootless:
-            self._report.notes.append(f"{where}: {entry.kind} device left out (rootless)")
+        if self._rootless:  # an empty file in its place, as umoci --rootless leaves: a mount point for the real one
+            self._report.notes.append(f"{where}: {entry.kind} device written as an empty file (rootless)")
+            self._write_file(member, directory, name)
             return
         if os.geteuid() != 0:
             raise UnsupportedError(
@@ -279,7 +280,7 @@ class _Rootfs:
         target: int | str = where if name is None else f"/proc/self/fd/{where}/{name}"
         for key, value in xattrs.items():
             try:
-                os.setxattr(target, key, value, follow_symlinks=False)
+                os.setxattr(target, key, value, follow_symlinks=isinstance(target, int))
             except OSError as error:
                 if error.errno not in _XATTR_REFUSED:
                     raise
@@ -386,9 +387,9 @@ class _Rootfs:
         except OSError:
             return None
 
-    def read_file(self, path: str) -> bytes | None:
+    def read_file(self, path: str, where: str) -> bytes | None:
         """A regular file of the rootfs (symlinks followed inside it), up to MAX_ACCOUNT_FILE bytes; None if absent."""
-        resolved = resolve_directory(path, self._readlink, f"{self._what}: {path}")
+        resolved = resolve_directory(path, self._readlink, f"{where}: {path}")
         parent_path, name = posixpath.split(resolved)
         try:
             parent = self._directory(parent_path, path, create=False)
