@@ -1,5 +1,8 @@
 """docker-archive: real ``docker save`` output (legacy) and Docker 25's OCI-in-tar shape, cross-checked with
-docker and skopeo; damaged archives refused with errors that name the entry."""
+docker and skopeo; damaged archives refused with errors that name the entry.
+
+The refusals need any legacy archive, so they damage one skopeo writes from a seeded random image: no engine.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from ocilab.model import mediatype as mt
 from ocilab.stores.docker_archive import LegacyArchiveStore, OciArchiveStore, open_docker_archive
 from ocilab.stores.image import Image, load_image
 from tests.conftest import require_tool, run
+from tests.random_image import write_random_image
 
 PLATFORM = {"architecture": "amd64", "os": "linux"}
 
@@ -303,6 +307,23 @@ def test_oci_in_tar_whose_named_manifest_has_another_config(oci_layout: Path, tm
 # Damaged archives: refused, the entry named, nothing written.
 
 
+@pytest.fixture(scope="module")
+def saved_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A legacy two-layer docker-archive written by skopeo from a random image (no Docker engine needed)."""
+    require_tool("skopeo")
+    directory = tmp_path_factory.mktemp("skopeo-save")
+    image = write_random_image(directory / "layout", seed=8)
+    archive = directory / "random.tar"
+    run("skopeo", "copy", "--quiet", image.reference, f"docker-archive:{archive}:ocilab-test/random:1")
+    return archive
+
+
+def test_the_archive_to_damage_is_valid(saved_tar: Path) -> None:
+    with opened(saved_tar) as image:
+        assert len(image.layers) == 2
+    assert ocilab.validate(f"docker-archive:{saved_tar}").ok
+
+
 def damage(kind: str, save: Path, destination: Path) -> tuple[Path, str]:
     """A damaged copy of ``save`` and the text its error must contain."""
     entry = saved_entry(save)
@@ -346,8 +367,8 @@ def damage(kind: str, save: Path, destination: Path) -> tuple[Path, str]:
         ("config missing", NotFoundError),
     ],
 )
-def test_damaged_archive_is_refused(docker_save_tar: Path, tmp_path: Path, kind: str, error: type[Exception]) -> None:
-    archive, entry = damage(kind, docker_save_tar, tmp_path / "damaged.tar")
+def test_damaged_archive_is_refused(saved_tar: Path, tmp_path: Path, kind: str, error: type[Exception]) -> None:
+    archive, entry = damage(kind, saved_tar, tmp_path / "damaged.tar")
     with pytest.raises(error) as raised:
         open_docker_archive(archive)
     assert str(archive) in str(raised.value)
@@ -355,9 +376,9 @@ def test_damaged_archive_is_refused(docker_save_tar: Path, tmp_path: Path, kind:
     assert list(tmp_path.iterdir()) == [archive]
 
 
-def test_altered_layer_fails_when_read(docker_save_tar: Path, tmp_path: Path) -> None:
+def test_altered_layer_fails_when_read(saved_tar: Path, tmp_path: Path) -> None:
     """Opening reads no layer; validating (or reading) the altered one fails, naming the layer."""
-    archive, _ = damage("layer altered", docker_save_tar, tmp_path / "damaged.tar")
+    archive, _ = damage("layer altered", saved_tar, tmp_path / "damaged.tar")
     report = ocilab.validate(f"docker-archive:{archive}")
     assert not report.ok
     assert any("layer 1" in problem and "does not match its digest" in problem for problem in report.problems)
@@ -369,9 +390,9 @@ def test_altered_layer_fails_when_read(docker_save_tar: Path, tmp_path: Path) ->
     assert list(tmp_path.iterdir()) == [archive]
 
 
-def test_oversized_manifest_is_refused(docker_save_tar: Path, tmp_path: Path) -> None:
-    archive = rewrite(docker_save_tar, tmp_path / "big.tar", replace={"manifest.json": b" " * (4 * 1024 * 1024 + 1)})
-    with pytest.raises(DocumentTooLargeError, match="manifest.json"):
+def test_oversized_manifest_is_refused(saved_tar: Path, tmp_path: Path) -> None:
+    archive = rewrite(saved_tar, tmp_path / "big.tar", replace={"manifest.json": b" " * (4 * 1024 * 1024 + 1)})
+    with pytest.raises(DocumentTooLargeError, match=r"big\.tar: manifest\.json: more than the 4194304-byte limit"):
         open_docker_archive(archive)
 
 
