@@ -148,7 +148,9 @@ class Container:
         self._record("start")
 
     def state(self) -> dict[str, Any]:
-        """``runc state``: ``{"id", "pid", "status", "bundle", ...}``; status ``deleted`` once it is gone."""
+        """``runc state`` (``{"id", "pid", "status", "bundle", ...}``); ``absent`` before create, ``deleted`` after."""
+        if self._shim is None:
+            return {"id": self.id, "status": "deleted" if self.lifecycle else "absent"}
         result = subprocess.run(self._command("state", self.id), capture_output=True, text=True)
         if result.returncode != 0:
             return {"id": self.id, "status": "deleted"}
@@ -185,9 +187,9 @@ class Container:
         if self._state_dir.exists():
             if self._shim is not None:
                 subprocess.run(self._command("delete", "--force", self.id), capture_output=True)
-                self._record("delete")
                 self._shim.wait()
                 self._shim = None
+                self._record("delete")
             if self._status is not None:
                 self._status.close()
                 self._status = None
