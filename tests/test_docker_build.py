@@ -311,3 +311,71 @@ def test_no_engine_says_what_it_would_show_and_where_to_go(
     assert "\n" not in message and "ocilab.Builder" in message and f"{tmp_path}/no-engine.sock" in message
     assert main(["docker-build", str(tmp_path), "--tag", TAG]) == 1
     assert capsys.readouterr().err == f"ocilab: {message}\n"
+
+
+def test_each_stage_of_a_multi_stage_build_counts_its_own_layers(docker_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A second FROM starts again from its own base: only the last stage's layers reach the image."""
+    context = busybox_context(
+        tmp_path / "stages",
+        "FROM scratch AS tools\nCOPY busybox /bin/busybox\n"
+        'RUN ["/bin/busybox", "sh", "-c", "echo artifact > /artifact"]\n'
+        "FROM scratch\nCOPY --from=tools /artifact /artifact\nLABEL stage=final\n",
+    )
+    tag = "ocilab-test/docker-build-stages:1"
+    try:
+        build = docker_build(context, tag)
+        assert [(keyword(s.instruction), s.layer) for s in build.records] == [
+            ("FROM", None),
+            ("COPY", 0),
+            ("RUN", 1),
+            ("FROM", None),
+            ("COPY", 0),
+            ("LABEL", None),
+        ]
+        assert build.base_layers == 0 and build.records[4].size == len("artifact\n")
+        inspected = json.loads(run("docker", "image", "inspect", tag).stdout)[0]
+        assert inspected["RootFS"]["Layers"] == [build.records[4].diff_id]
+    finally:
+        subprocess.run(["docker", "image", "rm", "--force", tag], capture_output=True, check=False)
+
+
+def test_an_interrupted_build_is_cancelled_in_the_engine(docker_client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C while a step runs (here: while its log line is shown) drops the connection; the engine kills the step.
+
+    The traceback is held, as a notebook holds it, so only an explicit close can end the request.
+    """
+    context = busybox_context(
+        tmp_path / "slow", 'FROM scratch\nCOPY busybox /bin/busybox\nRUN ["/bin/busybox", "sleep", "60"]\n'
+    )
+
+    lines: list[str] = []
+
+    def interrupt(line: str) -> None:
+        lines.append(line)
+        if line.startswith(" ---> Running in "):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        docker_build(context, "ocilab-test/docker-build-slow:1", nocache=True, log=interrupt)
+    assert caught.tb is not None  # held until the test ends, as a notebook holds sys.last_traceback
+    container = lines[-1].split()[-1]
+    waited = subprocess.run(["docker", "wait", container], capture_output=True, text=True, check=False)
+    # Killed (137) or already removed: either way the 60-second sleep did not run to its end (exit 0).
+    assert waited.stdout.strip() != "0", waited
+
+
+def test_in_a_notebook_the_log_is_the_cells_output_line_by_line(
+    fresh: tuple[DockerBuild, list[str]], context: Path
+) -> None:
+    """In a Jupyter kernel each line is printed to the cell's stdout as it comes, nothing on stderr."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells.append(
+        nbformat.v4.new_code_cell(f"import ocilab\nbuild = ocilab.docker_build({str(context)!r}, {TAG!r})")
+    )
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
+    outputs = notebook.cells[0].outputs
+    assert {output.get("name") for output in outputs} == {"stdout"}
+    printed = "".join(output["text"] for output in outputs).splitlines()
+    assert printed[0] == "Step 1/7 : FROM scratch" and printed[-1] == f"Successfully tagged {TAG}"

@@ -10,7 +10,11 @@ layer (its diff_id is the new entry, its size the growth of the image's
 changed the config ("no layer", an ``empty_layer`` history entry). Seconds per
 step are measured between the arrival of one ``Step`` line and the next.
 
-The ``docker`` package is imported lazily, through ``ocilab.stores.daemon``.
+The engine is found as everywhere (``ocilab.stores.daemon.connect_engine``) and
+the ``docker`` package imported inside functions. The build request has no
+read timeout (the SDK's default for builds): a silent step may take as long as
+it needs. An interrupt closes the connection at once (even while a traceback
+holds the stream), and the engine then cancels the build and removes its container.
 """
 
 from __future__ import annotations
@@ -76,7 +80,8 @@ class Step:
 
     @property
     def is_from(self) -> bool:
-        return self.instruction.split(maxsplit=1)[0].upper() == "FROM" if self.instruction else False
+        words = self.instruction.split(maxsplit=1)
+        return bool(words) and words[0].upper() == "FROM"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -231,6 +236,8 @@ class _Transcript:
             self.error = str(error.explanation or error)
         except (docker.errors.DockerException, requests.RequestException) as error:
             raise _unavailable(error, f"building {where}") from error
+        finally:
+            _close(chunks)  # an interrupt (or a log that raised) drops the connection now, so the engine cancels
         self._flush(time.monotonic())
 
     def _feed(self, chunk: dict[str, Any], now: float) -> None:
@@ -279,6 +286,13 @@ class _Transcript:
             step.output.append(line)
 
 
+def _close(chunks: Iterable[dict[str, Any]]) -> None:
+    """Close the stream's generator, and with it the connection: the engine then cancels the build."""
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
+
+
 def _failure(message: str, build: DockerBuild) -> str:
     """One line: which step failed, the engine's reason, and the end of the step's output."""
     reason = " ".join(message.split())
@@ -295,25 +309,24 @@ def _cut(text: str, width: int) -> str:
 
 
 def _map_layers(client: docker.DockerClient, build: DockerBuild) -> None:
-    """Fill each step's full image ID and, from the images' RootFS, the layer it made (if any)."""
-    import docker
-    import requests
+    """Fill each step's full image ID and, from the images' RootFS, the layer it made (if any).
 
+    Each FROM starts a stage from its base's layers (none for scratch), so in a
+    multi-stage build a step's layer index counts within its own stage's image.
+    """
     layers: list[str] = []
     size = 0
     for step in build.records:
+        if step.is_from:
+            found = _inspect(client, step) if step.image else {}
+            layers, size = _layers_and_size(found)
+            build.base_layers = len(layers)
+            continue
         if step.image is None:
             continue
-        try:
-            found = client.api.inspect_image(step.image)
-        except (docker.errors.DockerException, requests.RequestException) as error:
-            raise _unavailable(error, f"inspecting image {step.image} of step {step.number}") from error
-        step.image = str(found["Id"])
-        now = [str(diff_id) for diff_id in (found.get("RootFS") or {}).get("Layers") or []]
-        now_size = int(found.get("Size") or 0)
-        if step.is_from:
-            build.base_layers = len(now)
-        elif len(now) == len(layers) + 1 and now[:-1] == layers:
+        found = _inspect(client, step)
+        now, now_size = _layers_and_size(found)
+        if len(now) == len(layers) + 1 and now[:-1] == layers:
             step.layer, step.diff_id, step.size = len(layers), now[-1], now_size - size
         elif now != layers:
             raise VerificationError(
@@ -321,3 +334,20 @@ def _map_layers(client: docker.DockerClient, build: DockerBuild) -> None:
             )
         layers, size = now, now_size
         build.image = step.image
+
+
+def _inspect(client: docker.DockerClient, step: Step) -> dict[str, Any]:
+    """``docker image inspect`` of the step's image; its full ID is written back into the step."""
+    import docker
+    import requests
+
+    try:
+        found: dict[str, Any] = client.api.inspect_image(step.image)
+    except (docker.errors.DockerException, requests.RequestException) as error:
+        raise _unavailable(error, f"inspecting image {step.image} of step {step.number}") from error
+    step.image = str(found["Id"])
+    return found
+
+
+def _layers_and_size(found: Mapping[str, Any]) -> tuple[list[str], int]:
+    return [str(diff_id) for diff_id in (found.get("RootFS") or {}).get("Layers") or []], int(found.get("Size") or 0)
