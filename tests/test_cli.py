@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from tests.builders import write_index_layout
 from tests.conftest import run
+from tests.random_image import write_random_image
 from tests.test_model import SPEC_CONFIG, SPEC_INDEX, SPEC_MANIFEST, encode, mutated
 
 
@@ -101,9 +101,8 @@ def test_validate_image_and_layout(oci_layout: Path) -> None:
     assert json.loads(result.stdout)["valid"] is True
 
 
-def test_validate_damaged_image_exits_1(oci_layout: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "damaged"
-    shutil.copytree(oci_layout, copy)
+def test_validate_damaged_image_exits_1(tmp_path: Path) -> None:
+    copy = write_random_image(tmp_path / "damaged", seed=3, tag="v1").layout
     index = json.loads((copy / "index.json").read_text())
     manifest = json.loads((copy / "blobs/sha256" / index["manifests"][0]["digest"].split(":")[1]).read_text())
     layer = copy / "blobs/sha256" / manifest["layers"][1]["digest"].split(":")[1]
@@ -131,7 +130,8 @@ def test_inspect_bad_references(reference: str, message: str) -> None:
 
 
 @pytest.mark.parametrize("layer", ["2", "-1"])
-def test_changes_of_a_layer_that_does_not_exist(oci_layout: Path, layer: str) -> None:
-    result = ocilab("changes", f"oci:{oci_layout}:v1", "--layer", layer)
+def test_changes_of_a_layer_that_does_not_exist(tmp_path: Path, layer: str) -> None:
+    image = write_random_image(tmp_path / "layout", seed=3)
+    result = ocilab("changes", image.reference, "--layer", layer)
     assert result.returncode == 1
     assert f"has 2 layers (0 to 1); there is no layer {layer}" in result.stderr

@@ -29,6 +29,7 @@ from ocilab.model import (
     read_all,
 )
 from ocilab.model import mediatype as mt
+from ocilab.model.digest import CHUNK_SIZE, read_capped
 
 HEX = "a" * 64
 
@@ -221,6 +222,78 @@ class TestVerifyingReader:
         with pytest.raises(DocumentTooLargeError, match="over the 100-byte limit"):
             read_all(self.reader(self.data), limit=100)
         assert read_all(self.reader(self.data), limit=len(self.data)) == self.data
+
+    def test_read_all_refuses_an_unannounced_oversized_document_while_reading(self) -> None:
+        with pytest.raises(DocumentTooLargeError, match="test blob: more than the 100-byte limit"):
+            read_all(VerifyingReader(io.BytesIO(self.data), Digest.of_bytes(self.data), None, "test blob"), limit=100)
+
+
+class TestReadCapped:
+    """The one capped-read loop: every small document (files, archive members, HTTP bodies) goes through it."""
+
+    def test_an_endless_source_is_refused_after_limit_plus_one_bytes(self) -> None:
+        with open("/dev/zero", "rb") as zeros, pytest.raises(DocumentTooLargeError, match="zeros: more than the"):
+            read_capped(Counting(zeros), 5 * CHUNK_SIZE, "zeros")
+        assert Counting.last_total == 5 * CHUNK_SIZE + 1
+
+    @pytest.mark.parametrize("size", [1, CHUNK_SIZE - 1, CHUNK_SIZE, 3 * CHUNK_SIZE + 7])
+    def test_a_source_up_to_the_limit_is_read_whole_and_one_byte_more_is_refused(self, size: int) -> None:
+        data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+        assert read_capped(Trickle(data), size, "doc") == data
+        with pytest.raises(DocumentTooLargeError, match=f"doc: more than the {size - 1}-byte limit"):
+            read_capped(Trickle(data), size - 1, "doc")
+
+    def test_an_empty_source_is_empty(self) -> None:
+        assert read_capped(Trickle(b""), 0, "doc") == b""
+
+
+class Counting:
+    """Counts what a real stream hands out."""
+
+    last_total = 0
+
+    def __init__(self, raw: io.BufferedReader) -> None:
+        self.raw = raw
+        Counting.last_total = 0
+
+    def read(self, n: int) -> bytes:
+        data = self.raw.read(n)
+        Counting.last_total += len(data)
+        return data
+
+
+class Trickle(io.RawIOBase):
+    """A stream that gives at most 1000 bytes per read, as a socket may: the loop must keep reading."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def read(self, n: int = -1) -> bytes:
+        piece, self.data = self.data[: min(n, 1000)], self.data[min(n, 1000) :]
+        return piece
+
+
+class TestLayerMediaTypes:
+    """One table from media type to compression, read both ways."""
+
+    @pytest.mark.parametrize("image_format", ["oci", "docker"])
+    @pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+    def test_layer_type_and_compression_are_inverse(self, image_format: str, compression: str) -> None:
+        media_type = mt.layer_type(image_format, compression)
+        if (image_format, compression) == ("docker", "zstd"):
+            assert media_type is None  # Docker's schema 2 has no zstd layer type
+            return
+        assert media_type is not None
+        assert mt.layer_compression(media_type) == compression
+        assert media_type.startswith("application/vnd.docker." if image_format == "docker" else "application/vnd.oci.")
+        assert media_type not in mt.NONDISTRIBUTABLE
+
+    def test_the_spec_suffixes_name_the_compression(self) -> None:
+        """image-spec media-types.md: ``+gzip``/``+zstd`` suffixes; Docker's ``.tar.gzip``; a bare tar is none."""
+        for media_type in (value for name, value in vars(mt).items() if "_LAYER_" in name):
+            expected = "gzip" if media_type.endswith("gzip") else "zstd" if media_type.endswith("zstd") else "none"
+            assert mt.layer_compression(media_type) == expected, media_type
+        assert mt.layer_compression(mt.OCI_CONFIG) is None
 
 
 class TestReference:
