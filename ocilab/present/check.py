@@ -31,6 +31,8 @@ EXERCISES: dict[str, tuple[str, ...]] = {
     "00-welcome": ("digest_of", "layer_count", "config_digest"),
     "05-deletion-and-gc": ("layer_digest", "layout_gc_removes"),
     "01-image-spec": ("diff_id", "blob_count", "valid_image"),
+    "03-registry": ("manifest_digest", "registry_blobs", "same_image"),
+    "02-building": ("layer_count", "wastes_nothing"),
 }
 """Notebook -> the checks its "Your turn" section calls, in order."""
 
@@ -236,6 +238,64 @@ def layout_gc_removes(answer: Any, layout: Path | str) -> Verdict:
         f"Not {answer}: it removes {side}. Count what only the removed tag reached: its manifest, its config,"
         " and each layer that no other tag's image lists."
     )
+
+
+@_check
+def registry_blobs(answer: Any, data_dir: Path) -> Verdict:
+    """Is ``answer`` the number of blob files in the storage of the registry serving ``data_dir``?"""
+    from ocilab.engines.registry_storage import storage_map
+
+    right = len(storage_map(Path(data_dir)).blobs)
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        raise _Wrong(f"Answer with a whole number, like 3, not {shorten(repr(answer), 40)}.")
+    if answer == right:
+        return Verdict(True, f"Right: {right} blob files; a blob several repositories link is stored once.")
+    side = "fewer" if answer > right else "more"
+    raise _Wrong(
+        f"Not {answer}: there are {side}. Count every layer, config and manifest pushed, once each,"
+        " however many repositories link it."
+    )
+
+
+@_check
+def same_image(answer: Any, reference: str) -> Verdict:
+    """Does the reference ``answer`` name, by a tag, the manifest ``reference`` names?"""
+    if not isinstance(answer, str) or "@" in answer:
+        raise _Wrong(f"Answer with a reference by tag, like 'docker://HOST/REPO:TAG', not {shorten(repr(answer), 60)}.")
+    from ocilab.stores.transports import open_store
+
+    with open_store(reference) as store:
+        right = store.root().digest
+    with open_store(answer) as store:
+        given = store.root().digest
+    if given == right:
+        return Verdict(True, f"Right: {answer} names {right}, the same manifest, under another name.")
+    raise _Wrong(f"{answer} names {given}, not {right}: give the tag to the original digest.")
+
+
+@_check
+def wastes_nothing(answer: Any, base: Image | str) -> Verdict:
+    """Does the reference ``answer`` name an image built on ``base`` (its layers first, one or more of its own)
+    in which no layer ships bytes that a later layer hides or removes?"""
+    if not isinstance(answer, str):
+        raise _Wrong(f"Answer with the reference you wrote to, like 'oci:DIR:TAG', not {shorten(repr(answer), 40)}.")
+    from ocilab.api import efficiency
+
+    with _image(base) as start, _image(answer) as built:
+        lower = [layer.digest for layer in start.layers]
+        layers = [layer.digest for layer in built.layers]
+    if layers[: len(lower)] != lower:
+        raise _Wrong("That image does not start with the base's layers: build it with ocilab.Builder.from_image(...).")
+    if len(layers) == len(lower):
+        raise _Wrong("That image is the base itself: add at least one layer of your own.")
+    frame = efficiency(answer)
+    wasted = int(frame.attrs["wasted_bytes"])
+    if wasted:
+        raise _Wrong(
+            f"It still ships {wasted} bytes no container sees ({frame.iloc[0]['path']} the most):"
+            " add only what the image keeps; a file a later step deletes still ships in the layer that added it."
+        )
+    return Verdict(True, f"Right: {len(layers) - len(lower)} layer(s) of your own, and not one wasted byte.")
 
 
 def _layers(image: Image) -> dict[str, Digest]:
