@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ocilab.errors import ComponentUnavailableError, InvalidInputError, VerificationError
 from ocilab.model import Reference
-from ocilab.stores.daemon import _unavailable, connect_engine, engine_host
+from ocilab.stores.daemon import connect_engine, engine_host, engine_unavailable
 
 if TYPE_CHECKING:
     import docker
@@ -211,7 +211,7 @@ def _stream(
     except OSError as error:
         raise InvalidInputError(f"{directory}: cannot read the build context: {error}") from None
     except (docker.errors.DockerException, requests.RequestException) as error:
-        raise _unavailable(error, f"building {directory}") from error
+        raise engine_unavailable(error, f"building {directory}") from error
 
 
 class _Transcript:
@@ -235,7 +235,7 @@ class _Transcript:
         except docker.errors.APIError as error:
             self.error = str(error.explanation or error)
         except (docker.errors.DockerException, requests.RequestException) as error:
-            raise _unavailable(error, f"building {where}") from error
+            raise engine_unavailable(error, f"building {where}") from error
         finally:
             _close(chunks)  # an interrupt (or a log that raised) drops the connection now, so the engine cancels
         self._flush(time.monotonic())
@@ -344,7 +344,7 @@ def _inspect(client: docker.DockerClient, step: Step) -> dict[str, Any]:
     try:
         found: dict[str, Any] = client.api.inspect_image(step.image)
     except (docker.errors.DockerException, requests.RequestException) as error:
-        raise _unavailable(error, f"inspecting image {step.image} of step {step.number}") from error
+        raise engine_unavailable(error, f"inspecting image {step.image} of step {step.number}") from error
     step.image = str(found["Id"])
     return found
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ocilab.present.progress import _in_kernel
+from ocilab.present.progress import in_kernel
 from ocilab.present.text import human_size, print_json, table
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def live_log() -> Log:
     """Each line printed as it arrives: on stdout in a notebook (the cell's output), on stderr elsewhere."""
 
     def write(line: str) -> None:
-        print(line, file=sys.stdout if _in_kernel() else sys.stderr, flush=True)
+        print(line, file=sys.stdout if in_kernel() else sys.stderr, flush=True)
 
     return write
 

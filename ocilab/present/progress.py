@@ -28,10 +28,11 @@ def progress_enabled(quiet: bool = False) -> bool:
     """True when bars should be drawn (see the module docstring for the rule)."""
     if quiet or os.environ.get(PROGRESS_ENV, "").lower() in _OFF or os.environ.get("CI", "").lower() == "true":
         return False
-    return _in_kernel() or sys.stderr.isatty()
+    return in_kernel() or sys.stderr.isatty()
 
 
-def _in_kernel() -> bool:
+def in_kernel() -> bool:
+    """True inside a Jupyter kernel (where output belongs on stdout, and bars are widgets)."""
     shell = sys.modules.get("IPython")
     if shell is None:
         return False

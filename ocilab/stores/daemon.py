@@ -129,7 +129,7 @@ def _check_exists(client: docker.DockerClient, wanted: str, name: str) -> None:
     except docker.errors.ImageNotFound:
         raise NotFoundError(f"no image {name} in the Docker engine (docker image ls lists what it has)") from None
     except (docker.errors.DockerException, requests.RequestException) as error:
-        raise _unavailable(error, f"looking up {name}") from error
+        raise engine_unavailable(error, f"looking up {name}") from error
 
 
 def _export(client: docker.DockerClient, wanted: str, archive: Path) -> None:
@@ -142,7 +142,7 @@ def _export(client: docker.DockerClient, wanted: str, archive: Path) -> None:
             for chunk in client.api.get_image(wanted):
                 out.write(chunk)
     except (docker.errors.DockerException, requests.RequestException) as error:
-        raise _unavailable(error, f"exporting {wanted}") from error
+        raise engine_unavailable(error, f"exporting {wanted}") from error
 
 
 class DaemonWriter(Writer):
@@ -214,7 +214,7 @@ def _load(client: docker.DockerClient, archive: Path, reference: str) -> list[tu
         with archive.open("rb") as stream:
             return [(image.id, list(image.tags)) for image in client.images.load(stream)]
     except (docker.errors.DockerException, requests.RequestException) as error:
-        raise _unavailable(error, f"loading {reference}") from error
+        raise engine_unavailable(error, f"loading {reference}") from error
 
 
 def remove_daemon_image(name: str) -> list[str]:
@@ -237,12 +237,13 @@ def remove_daemon_image(name: str) -> list[str]:
     except docker.errors.APIError as error:
         if error.status_code == 409:
             raise InvalidInputError(f"The Docker engine will not remove {name}: {error.explanation}") from None
-        raise _unavailable(error, f"removing {name}") from error
+        raise engine_unavailable(error, f"removing {name}") from error
     except (docker.errors.DockerException, requests.RequestException) as error:
-        raise _unavailable(error, f"removing {name}") from error
+        raise engine_unavailable(error, f"removing {name}") from error
     return [f"{action}: {value}" for item in answer for action, value in item.items()]
 
 
-def _unavailable(error: Exception, doing: str) -> ComponentUnavailableError:
+def engine_unavailable(error: Exception, doing: str) -> ComponentUnavailableError:
+    """The error for an engine call that failed while ``doing`` something, with the engine's own explanation."""
     explanation = getattr(error, "explanation", None) or str(error) or error.__class__.__name__
     return ComponentUnavailableError(f"The Docker engine failed while {doing}: {explanation}")
