@@ -2,6 +2,8 @@
 #
 #   make test                  system components, Docker engine, .venv, then pytest and nbval
 #   make lab ARGS=--no-browser JupyterLab on notebooks/ (extra arguments in ARGS)
+#   make reset                 back to the workshop's start: the kit's registries stopped, its images,
+#                              containers, workspaces, bundles and registry data removed
 #   make lint | bench | clean
 
 SHELL := /bin/bash
@@ -19,7 +21,10 @@ NOTEBOOKS := $(wildcard notebooks/*.ipynb)
 SANITIZE := $(wildcard notebooks/sanitize.cfg)
 BENCHES := $(wildcard bench/*.py)
 
-.PHONY: help setup test lab lint bench clean
+# What `make reset` removes from the Docker engine: images whose repository matches, and their containers.
+RESET_IMAGES ?= ^ocilab-
+
+.PHONY: help setup test lab lint bench clean reset
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -60,3 +65,24 @@ bench: setup
 
 clean:
 	rm -rf $(VENV) .lab
+
+# Registries first (they hold files in the data being removed), then the engine's images and their
+# containers, then the learner's workspaces (bundles live there) and the default registry's data.
+reset:
+	@set -u; \
+	workspace="$$($(BIN)/python -c 'from ocilab.present.notebook import workspace_root; print(workspace_root())')"; \
+	data="$$($(BIN)/python -c 'from ocilab.engines.registry_server import default_data_dir; print(default_data_dir())')"; \
+	for record in "$$data/ocilab-registry.json" $$(find "$$workspace" -name ocilab-registry.json 2>/dev/null); do \
+		[ -f "$$record" ] && $(BIN)/ocilab registry down --data "$$(dirname "$$record")"; \
+	done; \
+	if docker info >/dev/null 2>&1; then \
+		images="$$(docker images --format '{{.Repository}}:{{.Tag}}' | awk -v re='$(RESET_IMAGES)' '$$1 ~ re')"; \
+		for image in $$images; do \
+			containers="$$(docker ps -aq --filter ancestor=$$image)"; \
+			[ -n "$$containers" ] && docker rm -f $$containers >/dev/null && echo "reset: removed containers of $$image"; \
+			docker rmi $$image >/dev/null && echo "reset: removed image $$image"; \
+		done; \
+	else \
+		echo "reset: no Docker engine answers, so no images to remove"; \
+	fi; \
+	rm -rf "$$workspace" "$$data" && echo "reset: removed $$workspace and $$data"

@@ -88,6 +88,8 @@ survey() {
     have htpasswd || lack htpasswd apache2-utils
     have iptables || lack iptables iptables
     have openssl || lack "openssl (TLS registry tests)" openssl
+    [[ -x /usr/bin/chromium ]] || lack "chromium (the notebooks' browser test)" chromium
+    [[ -x /usr/bin/chromedriver ]] || lack "chromedriver (the notebooks' browser test)" chromium-driver
     [[ -s /etc/ssl/certs/ca-certificates.crt ]] || lack "CA certificates" ca-certificates
     venv_ok || find_python >/dev/null || lack "python3 >= 3.11 with venv" python3 python3-venv
     if ((${#PACKAGES[@]})); then
@@ -117,7 +119,7 @@ if ((${#PACKAGES[@]})); then
         missing "missing $(joined "${LACKING[@]}"): apt-get is not available here (not Debian?), so install the equivalents of the Debian packages ${PACKAGES[*]} with your package manager; tests that need them are skipped meanwhile."
     fi
 else
-    say "system components present (docker, registry, runc, skopeo, umoci, static busybox, htpasswd)"
+    say "system components present (docker, registry, runc, skopeo, umoci, static busybox, htpasswd, chromium)"
 fi
 
 # ---------------------------------------------------------------------------------------------

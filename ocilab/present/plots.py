@@ -155,7 +155,7 @@ def layer_sizes(image: Image, ax: Axes | None = None) -> Axes:
     binary_ticks(ax.xaxis)
     ax.set_xlabel("bytes")
     ax.set_title(f"How big is each layer of {_name(image)}, compressed and unpacked?")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncols=2, frameon=False)
     ax.margins(x=0.25)
     return ax
 

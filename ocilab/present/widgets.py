@@ -120,7 +120,7 @@ def _build(explorer: Explorer) -> Any:
 
     last = len(explorer.steps) - 1
     layer = w.IntSlider(value=0, min=0, max=max(last, 0), description="layer", continuous_update=False)
-    view = w.ToggleButtons(options=[("this layer's changes", "changes"), ("merged tree", "tree")], value="changes")
+    view = w.ToggleButtons(options=[("changes", "changes"), ("merged tree", "tree")], value="changes")
     path = w.Text(value="", placeholder="/etc", description="path has")
     size = w.Dropdown(options=SIZES, value=0, description="size")
     heading = w.HTML()
