@@ -111,8 +111,9 @@ class DockerBuild:
 
     @property
     def reference(self) -> str:
-        """The transport string that opens the result: ``docker-daemon:NAME:TAG``."""
-        return f"docker-daemon:{self.tag}"
+        """The transport string that opens the result: ``docker-daemon:NAME:TAG`` (``:latest`` when untagged)."""
+        tagged = ":" in self.tag.rpartition("/")[2]
+        return f"docker-daemon:{self.tag if tagged else self.tag + ':latest'}"
 
     @property
     def steps(self) -> pandas.DataFrame:
