@@ -75,3 +75,13 @@ def test_model_never_imports_heavy_packages() -> None:
         if layer_of(name) in (0, 1):
             roots = {imported.split(".")[0] for imported, _ in imports_of(path)}
             assert not roots & THIRD_PARTY_FORBIDDEN_IN_MODEL, name
+
+
+def test_stores_shape_no_tables() -> None:
+    """Rows, tables and plots are presentation: no store imports pandas, matplotlib or ipywidgets."""
+    offenders = []
+    for name, path in modules():
+        if name.startswith("ocilab.stores"):
+            roots = {imported.split(".")[0] for imported, _ in imports_of(path)}
+            offenders += [f"{name} imports {root}" for root in sorted(roots & {"pandas", "matplotlib", "ipywidgets"})]
+    assert offenders == []
