@@ -90,6 +90,7 @@ def test_without_an_engine_a_cell_says_what_it_would_show(monkeypatch: pytest.Mo
     assert isinstance(shown, NoEngine)
     assert repr(shown) == "No Docker engine here, so nothing ran. It would untag the image."
     assert shown.removed is shown and repr(shown.removed) == repr(shown)  # ocilab.remove(...).removed in a cell
+    assert shown.steps[["step", "layer"]] is shown  # docker_build(...).steps[[...]] in a cell
     with pytest.raises(AttributeError):
         shown._repr_html_  # noqa: B018 - IPython must find no display method and use the repr
 

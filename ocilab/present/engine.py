@@ -32,6 +32,10 @@ class NoEngine:
             raise AttributeError(name)
         return self
 
+    def __getitem__(self, key: object) -> NoEngine:
+        """An item is the NoEngine too, so ``if_engine(...).steps[["step", "layer"]]`` shows the sentence."""
+        return self
+
 
 def if_engine(function: Callable[..., Result], *args: Any, otherwise: str, **kwargs: Any) -> Result | NoEngine:
     """``function(*args, **kwargs)``; a ``NoEngine`` saying ``otherwise`` when no engine can be reached.
