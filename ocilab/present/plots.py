@@ -58,7 +58,7 @@ def plot_axes_class() -> type[Axes]:
             buffer = io.BytesIO()
             figure = self.get_figure(root=True)
             assert figure is not None  # new_axes always makes one
-            figure.savefig(buffer, format="png", dpi=100)
+            figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")  # legends outside the axes too
             return buffer.getvalue()
 
         def __repr__(self) -> str:
