@@ -33,6 +33,7 @@ EXERCISES: dict[str, tuple[str, ...]] = {
     "01-image-spec": ("diff_id", "blob_count", "valid_image"),
     "03-registry": ("manifest_digest", "registry_blobs", "same_image"),
     "02-building": ("layer_count", "wastes_nothing"),
+    "06-beyond": ("referrers_tag", "layout_gc_removes", "changes_only"),
 }
 """Notebook -> the checks its "Your turn" section calls, in order."""
 
@@ -296,6 +297,55 @@ def wastes_nothing(answer: Any, base: Image | str) -> Verdict:
             " add only what the image keeps; a file a later step deletes still ships in the layer that added it."
         )
     return Verdict(True, f"Right: {len(layers) - len(lower)} layer(s) of your own, and not one wasted byte.")
+
+
+@_check
+def referrers_tag(answer: Any, reference: str) -> Verdict:
+    """Is ``answer`` the tag under which the registry repository of ``reference`` lists the referrers of the
+    image ``reference`` names (the OCI 1.1 fallback for a registry without the referrers API)?"""
+    if not isinstance(answer, str):
+        raise _Wrong(f"Answer with the tag's name, a string, not {shorten(repr(answer), 40)}.")
+    tag = answer.strip()
+    if ":" in tag:
+        raise _Wrong("A tag cannot contain ':': the referrers tag writes the digest with '-' in its place.")
+    from ocilab.model import Reference, parse_root
+    from ocilab.model.manifest import Index
+    from ocilab.stores.registry import RegistryStore
+
+    ref = Reference.parse(reference.removeprefix("docker://"))
+    with RegistryStore(ref) as store:
+        subject = store.root().digest
+        listed = [item.digest for item in store.referrers(subject)]
+        if tag not in store.tags():
+            raise _Wrong(
+                f"{ref.repository} has no tag {shorten(repr(tag), 40)}. The referrers tag is named after the"
+                " digest of the image the artifacts are about."
+            )
+    with RegistryStore(Reference(ref.host, ref.repository, tag)) as tagged:
+        document = parse_root(tagged.read_document(tagged.root(), "manifest"), f"tag {tag}")
+    if not isinstance(document, Index) or [item.digest for item in document.manifests] != listed or not listed:
+        raise _Wrong(f"The tag {tag} names an image, not the index of {subject.short}'s referrers.")
+    return Verdict(True, f"Right: {tag} is {subject} with '-' for ':', an index of its {len(listed)} referrer(s).")
+
+
+@_check
+def changes_only(answer: Any, base: Image | str, path: str) -> Verdict:
+    """Does the reference ``answer`` name an image built on ``base`` (all its layers shared) whose files differ
+    from ``base``'s at ``path`` only?"""
+    if not isinstance(answer, str):
+        raise _Wrong(f"Answer with the reference you wrote to, like 'oci:DIR:TAG', not {shorten(repr(answer), 40)}.")
+    from ocilab.api import diff
+
+    frame = diff(base, answer)
+    if frame.attrs["layers"]["only_a"]:
+        raise _Wrong("That image does not keep every layer of the base: build it with ocilab.Builder.from_image(...).")
+    paths = list(frame["path"])
+    if path not in paths:
+        raise _Wrong(f"{path} is the same in both images: add a new {path} with different content.")
+    if paths != [path]:
+        others = ", ".join(item for item in paths if item != path)
+        raise _Wrong(f"Other files changed too ({shorten(others, 60)}): add only {path}.")
+    return Verdict(True, f"Right: one file changed, {path}, in one new layer on top of every layer of the base.")
 
 
 def _layers(image: Image) -> dict[str, Digest]:
