@@ -211,11 +211,10 @@ def test_docker_daemon_with_a_tag_goes_to_the_engine(name: str) -> None:
     assert "No Docker engine answers at unix:///nonexistent" in line
 
 
-def test_containers_storage_says_what_to_use_instead() -> None:
-    line = refused(ocilab("inspect", "containers-storage:busybox:latest"), EXIT_INVALID)
-    assert "Podman's local image store" in line and "cannot read yet" in line
-    assert "docker-daemon:NAME:TAG" in line
-    assert "podman save --format oci-archive" in line and "oci-archive:FILE" in line
+def test_containers_storage_without_a_tag_says_how_to_name_one() -> None:
+    """Refused before Podman is asked (or started), as docker-daemon: is."""
+    line = refused(ocilab("inspect", "containers-storage:busybox"), EXIT_INVALID)
+    assert "neither a tag nor a digest" in line and "containers-storage:busybox:TAG" in line
 
 
 # ---------------------------------------------------------------------------------------------

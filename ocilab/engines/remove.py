@@ -1,4 +1,4 @@
-"""``ocilab rm``: remove what a reference names, from a registry, an OCI layout or the Docker engine.
+"""``ocilab rm``: remove what a reference names, from a registry, an OCI layout or an engine (Docker, Podman).
 
 Removing a name never frees bytes by itself: a registry keeps the blobs until
 its garbage collector runs, a layout until ``ocilab gc oci:DIR``, and the
@@ -13,7 +13,7 @@ from typing import Any
 
 from ocilab.errors import InvalidInputError, UnsupportedError
 from ocilab.model import Digest, Reference
-from ocilab.stores.transports import split_transport
+from ocilab.stores.transports import ENGINE_TRANSPORTS, split_transport
 
 
 @dataclass
@@ -41,10 +41,10 @@ def remove(reference: str, tls_verify: bool = True) -> Removal:
         return _remove_from_layout(reference, rest)
     if transport == "docker":
         return _remove_from_registry(reference, Reference.parse(rest), tls_verify)
-    if transport == "docker-daemon":
-        from ocilab.stores.daemon import remove_daemon_image
+    if transport in ENGINE_TRANSPORTS:
+        from ocilab.stores.daemon import remove_engine_image
 
-        lines = remove_daemon_image(rest)
+        lines = remove_engine_image(rest, ENGINE_TRANSPORTS[transport])
         return Removal(reference, None, lines, "the engine frees a layer once no image or container uses it")
     raise UnsupportedError(
         f"{reference}: an {transport} file is written whole; to drop an image, copy the ones to keep into a new"

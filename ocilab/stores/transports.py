@@ -5,44 +5,37 @@
 ``oci-archive:FILE[:TAG]``         tarred OCI image layout
 ``docker-archive:FILE[:NAME:TAG]`` ``docker save`` output (``@N`` picks the N-th image)
 ``docker-daemon:NAME:TAG``         local Docker engine (also ``sha256:<id>``)
+``containers-storage:NAME:TAG``    Podman's local storage, through its API
 ``docker://HOST[:PORT]/REPO...``   registry, ``[:TAG][@DIGEST]``
 =================================  ==========================================
 
 As in skopeo, a path ends at the first ``:``; what follows names the image.
-``containers-storage:`` (Podman's store) is recognised and refused with what
-to use instead; ``oci:`` naming a file and ``docker-daemon:`` without a tag
-are refused with the fix, before anything is opened.
+``oci:`` naming a file, and ``docker-daemon:`` or ``containers-storage:``
+without a tag, are refused with the fix, before anything is opened.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ocilab.errors import InvalidInputError, ReferenceFormatError, UnsupportedError
+from ocilab.errors import InvalidInputError, ReferenceFormatError
 from ocilab.model import Reference
 from ocilab.stores.base import Store, Writer
 
-TRANSPORTS = ("oci", "oci-archive", "docker-archive", "docker-daemon", "docker")
+TRANSPORTS = ("oci", "oci-archive", "docker-archive", "docker-daemon", "containers-storage", "docker")
+ENGINE_TRANSPORTS = {"docker-daemon": "docker", "containers-storage": "podman"}
+"""Transports that name an engine's image store, and the engine (``ocilab.stores.daemon.ENGINES``)."""
 SYNTAX = (
     "oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG],"
-    " docker-daemon:NAME:TAG or docker://HOST/REPO[:TAG]"
+    " docker-daemon:NAME:TAG, containers-storage:NAME:TAG or docker://HOST/REPO[:TAG]"
 )
 
 
 def split_transport(text: str) -> tuple[str, str]:
-    """``(transport, rest)``, with ``rest`` checked for its transport; ReferenceFormatError listing the transports.
-
-    ``containers-storage:`` raises UnsupportedError naming what to use instead.
-    """
+    """``(transport, rest)``, with ``rest`` checked for its transport; ReferenceFormatError listing the transports."""
     if text.startswith("docker://"):
         return "docker", text[len("docker://") :]
     transport, colon, rest = text.partition(":")
-    if transport == "containers-storage":
-        raise UnsupportedError(
-            f"{text!r}: containers-storage: is Podman's local image store, which ocilab cannot read yet;"
-            " use docker-daemon:NAME:TAG for an image in Docker, or run"
-            " `podman save --format oci-archive -o FILE NAME` and open oci-archive:FILE"
-        )
     if not colon or transport not in TRANSPORTS or transport == "docker":
         raise ReferenceFormatError(f"{text!r} has no known transport; write one of {SYNTAX}")
     if not rest:
@@ -52,10 +45,10 @@ def split_transport(text: str) -> tuple[str, str]:
             f"{text!r}: {rest.partition(':')[0]} is a file, and oci: names a layout directory;"
             f" for a tarred layout write oci-archive:{rest}"
         )
-    if transport == "docker-daemon" and not _daemon_name_is_pinned(rest):
+    if transport in ENGINE_TRANSPORTS and not _daemon_name_is_pinned(rest):
         raise ReferenceFormatError(
-            f"{text!r}: docker-daemon: reference {rest} has neither a tag nor a digest;"
-            f" name one image: docker-daemon:{rest}:TAG (e.g. :latest) or docker-daemon:sha256:ID"
+            f"{text!r}: {transport}: reference {rest} has neither a tag nor a digest;"
+            f" name one image: {transport}:{rest}:TAG (e.g. :latest) or {transport}:sha256:ID"
         )
     return transport, rest
 
@@ -83,10 +76,10 @@ def open_store(text: str, tls_verify: bool = True) -> Store:
 
         path, _, name = rest.partition(":")
         return open_docker_archive(Path(path), name or None)
-    if transport == "docker-daemon":
-        from ocilab.stores.daemon import open_docker_daemon
+    if transport in ENGINE_TRANSPORTS:
+        from ocilab.stores.daemon import open_engine_image
 
-        return open_docker_daemon(rest)
+        return open_engine_image(rest, ENGINE_TRANSPORTS[transport])
     from ocilab.stores.registry import RegistryStore
 
     return RegistryStore(Reference.parse(rest), tls_verify=tls_verify)
@@ -98,7 +91,8 @@ def open_destination(text: str, tls_verify: bool = True) -> Writer:
     ``oci:DIR[:TAG]`` may be a new directory or an existing layout (its other
     images are kept); ``oci-archive:`` and ``docker-archive:`` files are
     written whole and renamed into place; ``docker-daemon:NAME:TAG`` loads
-    into the engine; ``docker://`` pushes.
+    into the Docker engine and ``containers-storage:NAME:TAG`` into Podman;
+    ``docker://`` pushes.
     """
     transport, rest = split_transport(text)
     if transport == "oci":
@@ -116,10 +110,10 @@ def open_destination(text: str, tls_verify: bool = True) -> Writer:
 
         path, _, name = rest.partition(":")
         return DockerArchiveWriter(Path(path), name or None)
-    if transport == "docker-daemon":
+    if transport in ENGINE_TRANSPORTS:
         from ocilab.stores.daemon import DaemonWriter
 
-        return DaemonWriter(rest)
+        return DaemonWriter(rest, ENGINE_TRANSPORTS[transport])
     from ocilab.stores.registry import RegistryStore
 
     return RegistryStore(Reference.parse(rest), tls_verify=tls_verify)
