@@ -46,12 +46,12 @@ _NOSUID_NOEXEC_NODEV = ["nosuid", "noexec", "nodev"]
 
 
 def process_args(config: ImageConfig, command: Sequence[str] | None = None) -> list[str]:
-    """Entrypoint + Cmd; ``command`` replaces Cmd (as ``docker run IMAGE CMD...`` does)."""
+    """Entrypoint + Cmd; ``command`` replaces Cmd (as ``docker run IMAGE CMD...`` does).
+
+    Empty when the image has neither (as umoci writes it): such a bundle runs only with a command.
+    """
     section = config.container_config
-    args = [*(section.get("Entrypoint") or []), *(command if command else section.get("Cmd") or [])]
-    if not args:
-        raise ValidationError("config.Cmd", "the image has neither Entrypoint nor Cmd; give a command to run")
-    return args
+    return [*(section.get("Entrypoint") or []), *(command if command else section.get("Cmd") or [])]
 
 
 def runtime_config(
