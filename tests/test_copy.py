@@ -288,3 +288,15 @@ def test_copy_on_the_command_line_prints_the_digest_and_what_it_did(image: Rando
     human = run(sys.executable, "-m", "ocilab", "copy", image.reference, f"oci:{tmp_path / 'cli'}:2")
     assert human.stdout.splitlines()[0] == image.digest
     assert "0 copied" in human.stdout
+
+
+def test_an_artifact_copied_into_a_layout_is_listed_with_its_type(image: RandomImage, tmp_path: Path) -> None:
+    """image-spec descriptor.md: artifactType is the type of an artifact when the descriptor points to one."""
+    from ocilab.engines.artifact import attach
+
+    attached = attach(image.reference, {"sbom": []}, artifact_type="application/spdx+json", tag="sbom")
+    destination = tmp_path / "copy"
+    ocilab.copy(f"oci:{image.layout}:sbom", f"oci:{destination}:sbom", quiet=True)
+    (entry,) = json.loads((destination / "index.json").read_text())["manifests"]
+    assert entry["digest"] == str(attached.digest)
+    assert entry["artifactType"] == "application/spdx+json"

@@ -106,10 +106,13 @@ def copy_image(
         copier.read_graph(root)
         copier.send_blobs(workers)
         final = copier.write_documents(root)
-        destination.set_root(Descriptor(final.media_type, final.digest, final.size))
+        # An index entry names an artifact's type (image-spec: artifactType in the descriptor).
+        artifact_type = copier.documents[root.digest].artifact_type
+        named = Descriptor(final.media_type, final.digest, final.size, artifact_type=artifact_type)
+        destination.set_root(named)
     finally:
         copier.observer.close()
-    copier.report.root = Descriptor(final.media_type, final.digest, final.size)
+    copier.report.root = named
     return copier.report
 
 
