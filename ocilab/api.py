@@ -94,7 +94,7 @@ def history(image: Image | str, platform: str | Platform | None = None) -> panda
     from ocilab.present.rows import HISTORY_COLUMNS, history_rows
 
     with _opened(image, platform) as opened:
-        return pandas.DataFrame(history_rows(opened), columns=HISTORY_COLUMNS)
+        return pandas.DataFrame(history_rows(opened), columns=HISTORY_COLUMNS).astype({"layer": "Int64"})
 
 
 def layers(image: Image | str, platform: str | Platform | None = None) -> pandas.DataFrame:
@@ -258,6 +258,7 @@ def docker_build(
     nocache: bool = False,
     log: Log | None = None,
     quiet: bool = False,
+    engine: str | None = None,
 ) -> DockerBuild:
     """Build ``context`` with the Docker engine as ``tag``, its log shown live; which step made which layer.
 
@@ -268,6 +269,7 @@ def docker_build(
     in a notebook, stderr in a terminal; nothing with ``quiet``). ``dockerfile``
     is relative to the context. A failed step raises ``DockerBuildError``, with
     the partial build as its ``build``; no engine raises ComponentUnavailableError.
+    ``engine``: ``docker``, ``podman`` or ``auto`` (default ``OCILAB_ENGINE``, else ``auto``).
     """
     from ocilab.engines.docker_build import docker_build as run_build
     from ocilab.present.docker_build_commands import live_log
@@ -279,6 +281,7 @@ def docker_build(
         buildargs=buildargs,
         nocache=nocache,
         log=None if quiet else (log or live_log()),
+        engine=engine,
     )
 
 
