@@ -3,14 +3,20 @@
 The classic builder (Docker 20.10 through the SDK, no BuildKit) writes a text
 stream: ``Step N/M : INSTRUCTION``, then the step's output, ``---> Using cache``
 when the step was not run again, and ``---> <id>``, the intermediate image the
-step committed. Each step's image is inspected afterwards: when its
+step committed. Podman (``engine="podman"``, its Docker-compatible API, which
+builds with Buildah) writes ``STEP N/M: INSTRUCTION``, ``--> Using cache <id>``,
+``COMMIT NAME`` before the last step's image and ``--> <id>``; it names no
+image for FROM, so the base is looked up by name. Where the engines differ
+(the history text of each step, which steps make a layer, sizes), ``compare``
+puts builds side by side instead of hiding it. Each step's image is inspected afterwards: when its
 ``RootFS.Layers`` is one longer than the step before's, the step made that
 layer (its diff_id is the new entry, its size the growth of the image's
 ``Size``, as ``docker history`` reports it); when unchanged, the step only
 changed the config ("no layer", an ``empty_layer`` history entry). Seconds per
 step are measured between the arrival of one ``Step`` line and the next.
 
-The engine is found as everywhere (``ocilab.stores.daemon.connect_engine``) and
+The engine is found as everywhere (``ocilab.stores.daemon.connect_engine``:
+``docker``, ``podman`` or ``auto``, default ``OCILAB_ENGINE``) and
 the ``docker`` package imported inside functions. The build request has no
 read timeout (the SDK's default for builds): a silent step may take as long as
 it needs. An interrupt closes the connection at once (even while a traceback
@@ -21,14 +27,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ocilab.errors import ComponentUnavailableError, InvalidInputError, VerificationError
 from ocilab.model import Reference
-from ocilab.stores.daemon import connect_engine, engine_host, engine_unavailable
+from ocilab.stores.daemon import ENGINES, Engine, choose_engine, connect_engine, engine_of, engine_unavailable
 
 if TYPE_CHECKING:
     import docker
@@ -43,10 +49,13 @@ STEP_DTYPES = {"layer": "Int64", "diff_id": "string", "size": "Int64", "cached":
 TAIL_LINES = 3
 """How many of a failed step's last output lines its error quotes."""
 
-_STEP = re.compile(r"Step (\d+)/(\d+) : (.*)")
-_IMAGE = re.compile(r" ---> ([0-9a-f]{12,64})")
-_USING_CACHE = " ---> Using cache"
-_BUILDER_LINES = (" ---> ", "Removing intermediate container ", "Successfully built ", "Successfully tagged ")
+_STEP = re.compile(r"(?:\[\d+/\d+\] )?(?:Step|STEP) (\d+)/(\d+) ?: (.*)")
+"""Docker's ``Step N/M : ...``; Podman's ``STEP N/M: ...``, with ``[STAGE/STAGES]`` before it in multi-stage builds."""
+_IMAGE = re.compile(r" ?---?> ([0-9a-f]{11,64})")
+_USING_CACHE = re.compile(r" ?---?> Using cache( [0-9a-f]{64})?")
+_BUILDER_LINES = (" ---> ", "--> ", "Removing intermediate container ", "Successfully built ", "Successfully tagged ")
+_BUILDER_LINE = re.compile(r"(?:\[\d+/\d+\] )?COMMIT .*|[0-9a-f]{64}")
+"""Podman's commit line and the final image's full ID, which it prints alone."""
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -77,6 +86,8 @@ class Step:
     layer: int | None = None
     diff_id: str | None = None
     size: int | None = None
+    created_by: str | None = None
+    """The history text the engine recorded for the step (not in ``steps``; ``compare`` shows it)."""
 
     @property
     def is_from(self) -> bool:
@@ -108,12 +119,15 @@ class DockerBuild:
     log: list[str]
     base_layers: int = 0
     """Layers the FROM image brought (0 for scratch); later steps' layer indexes start here."""
+    engine: str = "docker"
+    """The engine that built it: ``docker`` or ``podman``."""
 
     @property
     def reference(self) -> str:
-        """The transport string that opens the result: ``docker-daemon:NAME:TAG`` (``:latest`` when untagged)."""
+        """The transport string that opens the result: ``docker-daemon:NAME:TAG`` or ``containers-storage:NAME:TAG``
+        (``:latest`` when untagged)."""
         tagged = ":" in self.tag.rpartition("/")[2]
-        return f"docker-daemon:{self.tag if tagged else self.tag + ':latest'}"
+        return f"{ENGINES[self.engine].transport}:{self.tag if tagged else self.tag + ':latest'}"
 
     @property
     def steps(self) -> pandas.DataFrame:
@@ -126,7 +140,7 @@ class DockerBuild:
 
         frame = pandas.DataFrame([step.to_json() for step in self.records], columns=STEP_COLUMNS)
         frame = frame.astype(STEP_DTYPES)
-        frame.attrs.update(tag=self.tag, image=self.image, base_layers=self.base_layers)
+        frame.attrs.update(tag=self.tag, image=self.image, base_layers=self.base_layers, engine=self.engine)
         return frame
 
     def to_json(self) -> dict[str, Any]:
@@ -149,14 +163,17 @@ def docker_build(
     buildargs: Mapping[str, str] | None = None,
     nocache: bool = False,
     log: Log | None = None,
+    engine: str | None = None,
 ) -> DockerBuild:
     """Build ``context`` with the engine's classic builder, tag it ``tag``, and map its steps to layers.
 
     ``dockerfile`` is relative to the context (absolute paths are taken as they
     are; default ``CONTEXT/Dockerfile``). ``log`` receives every line as it
-    arrives. Raises InvalidInputError for a missing context or Dockerfile or a bad
-    tag (before any engine is asked), DockerBuildError when a step fails (naming
-    the step and the end of its output), ComponentUnavailableError when no engine
+    arrives. ``engine`` is ``docker``, ``podman`` or ``auto`` (default
+    ``OCILAB_ENGINE``, else ``auto``: Docker when it answers, else Podman).
+    Raises InvalidInputError for a missing context or Dockerfile or a bad tag
+    (before any engine is asked), DockerBuildError when a step fails (naming the
+    step and the end of its output), ComponentUnavailableError when no engine
     answers. Failed steps' containers are removed (``forcerm``).
     """
     directory = Path(context)
@@ -167,16 +184,17 @@ def docker_build(
         raise InvalidInputError(f"no Dockerfile at {str(file)!r}: write one there or pass its path as dockerfile")
     Reference.parse(tag)  # a malformed tag is refused here, in ocilab's words
     try:
-        client = connect_engine()
-    except ComponentUnavailableError:
+        client = connect_engine(choose_engine(engine))
+    except ComponentUnavailableError as error:
         raise ComponentUnavailableError(
-            f"No Docker engine answers at {engine_host()}, so there is no Docker build to show step by step;"
+            f"{str(error).rstrip('.')}, so there is no engine build to show step by step;"
             " ocilab.Builder (ocilab build) builds images without an engine"
         ) from None
+    kind = engine_of(client)
     transcript = _Transcript(log or (lambda line: None))
-    chunks = _stream(client, directory, str(file.resolve()), tag, buildargs, nocache)
-    transcript.read(chunks, str(directory))
-    build = DockerBuild(str(directory), str(file), tag, None, transcript.steps, transcript.lines)
+    chunks = _stream(client, directory, str(file.resolve()), tag, buildargs, nocache, kind)
+    transcript.read(chunks, str(directory), kind)
+    build = DockerBuild(str(directory), str(file), tag, None, transcript.steps, transcript.lines, engine=kind.name)
     if transcript.error is not None:
         raise DockerBuildError(_failure(transcript.error, build), build)
     _map_layers(client, build)
@@ -192,6 +210,7 @@ def _stream(
     tag: str,
     buildargs: Mapping[str, str] | None,
     nocache: bool,
+    engine: Engine,
 ) -> Iterable[dict[str, Any]]:
     """The engine's decoded build stream, started (the context is tarred and sent); a refusal comes as it is read."""
     import docker
@@ -212,7 +231,7 @@ def _stream(
     except OSError as error:
         raise InvalidInputError(f"{directory}: cannot read the build context: {error}") from None
     except (docker.errors.DockerException, requests.RequestException) as error:
-        raise engine_unavailable(error, f"building {directory}") from error
+        raise engine_unavailable(error, f"building {directory}", engine) from error
 
 
 class _Transcript:
@@ -226,7 +245,7 @@ class _Transcript:
         self.error: str | None = None
         self._partial = ""
 
-    def read(self, chunks: Iterable[dict[str, Any]], where: str) -> None:
+    def read(self, chunks: Iterable[dict[str, Any]], where: str, engine: Engine) -> None:
         import docker
         import requests
 
@@ -236,7 +255,7 @@ class _Transcript:
         except docker.errors.APIError as error:
             self.error = str(error.explanation or error)
         except (docker.errors.DockerException, requests.RequestException) as error:
-            raise engine_unavailable(error, f"building {where}") from error
+            raise engine_unavailable(error, f"building {where}", engine) from error
         finally:
             _close(chunks)  # an interrupt (or a log that raised) drops the connection now, so the engine cancels
         self._flush(time.monotonic())
@@ -277,13 +296,13 @@ class _Transcript:
         if not self.steps:
             return
         step = self.steps[-1]
-        if line == _USING_CACHE:
+        if _USING_CACHE.fullmatch(line):
             step.cached = True
         elif (image := _IMAGE.fullmatch(line)) is not None:
             step.image = image[1]
             if step.cached is None and not step.is_from:
                 step.cached = False
-        elif line.strip() and not line.startswith(_BUILDER_LINES):
+        elif line.strip() and not line.startswith(_BUILDER_LINES) and not _BUILDER_LINE.fullmatch(line):
             step.output.append(line)
 
 
@@ -298,7 +317,7 @@ def _failure(message: str, build: DockerBuild) -> str:
     """One line: which step failed, the engine's reason, and the end of the step's output."""
     reason = " ".join(message.split())
     if not build.records:
-        return f"the Docker engine refused to build {build.dockerfile}: {reason}"
+        return f"{ENGINES[build.engine].title} refused to build {build.dockerfile}: {reason}"
     step = build.records[-1]
     tail = [" ".join(line.split()) for line in step.output[-TAIL_LINES:]]
     ending = f"; its output ends: {' | '.join(tail)}" if tail else "; it printed nothing"
@@ -319,6 +338,7 @@ def _map_layers(client: docker.DockerClient, build: DockerBuild) -> None:
     size = 0
     for step in build.records:
         if step.is_from:
+            step.image = step.image or _base_name(step.instruction)  # Podman names no image for FROM
             found = _inspect(client, step) if step.image else {}
             layers, size = _layers_and_size(found)
             build.base_layers = len(layers)
@@ -326,6 +346,7 @@ def _map_layers(client: docker.DockerClient, build: DockerBuild) -> None:
         if step.image is None:
             continue
         found = _inspect(client, step)
+        step.created_by = _created_by(client, step)
         now, now_size = _layers_and_size(found)
         if len(now) == len(layers) + 1 and now[:-1] == layers:
             step.layer, step.diff_id, step.size = len(layers), now[-1], now_size - size
@@ -337,6 +358,24 @@ def _map_layers(client: docker.DockerClient, build: DockerBuild) -> None:
         build.image = step.image
 
 
+def _base_name(instruction: str) -> str | None:
+    """The image a ``FROM [--platform=P] IMAGE [AS NAME]`` names; None for scratch."""
+    words = [word for word in instruction.split()[1:] if not word.startswith("--")]
+    return None if not words or words[0] == "scratch" else words[0]
+
+
+def _created_by(client: docker.DockerClient, step: Step) -> str | None:
+    """The history text the engine recorded for the step: the newest entry of its image's history."""
+    import docker
+    import requests
+
+    try:
+        history = client.api.history(step.image)
+    except (docker.errors.DockerException, requests.RequestException) as error:
+        raise engine_unavailable(error, f"reading the history of step {step.number}", engine_of(client)) from error
+    return str(history[0].get("CreatedBy") or "") if history else None
+
+
 def _inspect(client: docker.DockerClient, step: Step) -> dict[str, Any]:
     """``docker image inspect`` of the step's image; its full ID is written back into the step."""
     import docker
@@ -345,10 +384,49 @@ def _inspect(client: docker.DockerClient, step: Step) -> dict[str, Any]:
     try:
         found: dict[str, Any] = client.api.inspect_image(step.image)
     except (docker.errors.DockerException, requests.RequestException) as error:
-        raise engine_unavailable(error, f"inspecting image {step.image} of step {step.number}") from error
+        raise engine_unavailable(
+            error, f"inspecting image {step.image} of step {step.number}", engine_of(client)
+        ) from error
     step.image = str(found["Id"])
     return found
 
 
 def _layers_and_size(found: Mapping[str, Any]) -> tuple[list[str], int]:
     return [str(diff_id) for diff_id in (found.get("RootFS") or {}).get("Layers") or []], int(found.get("Size") or 0)
+
+
+def compare(builds: Sequence[DockerBuild]) -> pandas.DataFrame:
+    """The same Dockerfile built by several engines, one row per step, one column group per build.
+
+    Columns ``step``, ``instruction``, then per build (named by its engine, or
+    ``engine#N`` when one engine appears twice) ``layer``, ``size``, ``cached``
+    and ``created_by`` (the history text each engine recorded), and
+    ``same_diff_id``: True when every build made the same layer for the step,
+    False when they differ, <NA> when no build made one. InvalidInputError when
+    the builds do not have the same instructions.
+    """
+    import pandas
+
+    if not builds:
+        raise InvalidInputError("compare needs at least one build")
+    instructions = [[step.instruction for step in build.records] for build in builds]
+    if any(other != instructions[0] for other in instructions[1:]):
+        raise InvalidInputError("compare needs builds of the same Dockerfile: their instructions differ")
+    names = [build.engine for build in builds]
+    names = [f"{name}#{index}" if names.count(name) > 1 else name for index, name in enumerate(names)]
+    rows = []
+    for number, instruction in enumerate(instructions[0]):
+        row: dict[str, Any] = {"step": number + 1, "instruction": instruction}
+        steps = [build.records[number] for build in builds]
+        for name, step in zip(names, steps, strict=True):
+            row |= {
+                f"{name}_layer": step.layer,
+                f"{name}_size": step.size,
+                f"{name}_cached": step.cached,
+                f"{name}_created_by": step.created_by,
+            }
+        diff_ids = {step.diff_id for step in steps}
+        row["same_diff_id"] = None if diff_ids == {None} else len(diff_ids) == 1
+        rows.append(row)
+    types = {f"{name}_{column}": STEP_DTYPES[column] for name in names for column in ("layer", "size", "cached")}
+    return pandas.DataFrame(rows).astype({**types, "same_diff_id": "boolean"})

@@ -20,8 +20,9 @@ def register(commands: Any) -> None:
     """Add ``docker-build`` to the CLI's subparsers."""
     build = commands.add_parser(
         "docker-build",
-        help="build with the Docker engine and show which Dockerfile step made which layer",
-        description="Build CONTEXT with the Docker engine's classic builder, its log live on stderr, then a table:"
+        help="build with Docker or Podman and show which Dockerfile step made which layer",
+        description="Build CONTEXT with the engine's builder (Docker's classic builder, or Podman's), its log live"
+        " on stderr, then a table:"
         " each step's instruction, the layer it made (or 'no layer'), its size, whether it came from the cache"
         " and how long it took.",
     )
@@ -32,6 +33,11 @@ def register(commands: Any) -> None:
         "-f",
         metavar="Dockerfile",
         help="relative to the current directory (default CONTEXT/Dockerfile)",
+    )
+    build.add_argument(
+        "--engine",
+        choices=["docker", "podman", "auto"],
+        help="the engine to build with (default: OCILAB_ENGINE, else auto: Docker when it answers, else Podman)",
     )
     build.add_argument("--no-cache", action="store_true", help="run every step again")
     build.add_argument("--quiet", "-q", action="store_true", help="no live log")
@@ -59,6 +65,7 @@ def _docker_build(args: argparse.Namespace) -> int:
         nocache=args.no_cache,
         log=_stderr_log,
         quiet=args.quiet,
+        engine=args.engine,
     )
     if args.json:
         print_json(result.to_json())
