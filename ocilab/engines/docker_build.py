@@ -120,7 +120,9 @@ class DockerBuild:
     base_layers: int = 0
     """Layers the FROM image brought (0 for scratch); later steps' layer indexes start here."""
     engine: str = "docker"
-    """The engine that built it: ``docker`` or ``podman``."""
+    """The engine whose store holds it: ``docker`` or ``podman``."""
+    builder: str | None = None
+    """What built it when that is not the engine itself (``buildah``)."""
 
     @property
     def reference(self) -> str:
@@ -191,13 +193,13 @@ def docker_build(
             " ocilab.Builder (ocilab build) builds images without an engine"
         ) from None
     kind = engine_of(client)
-    transcript = _Transcript(log or (lambda line: None))
+    transcript = Transcript(log or (lambda line: None))
     chunks = _stream(client, directory, str(file.resolve()), tag, buildargs, nocache, kind)
     transcript.read(chunks, str(directory), kind)
     build = DockerBuild(str(directory), str(file), tag, None, transcript.steps, transcript.lines, engine=kind.name)
     if transcript.error is not None:
-        raise DockerBuildError(_failure(transcript.error, build), build)
-    _map_layers(client, build)
+        raise DockerBuildError(failure_message(transcript.error, build), build)
+    map_layers(client, build)
     if build.image != transcript.image_id:
         raise VerificationError(f"{tag}: the builder announced {transcript.image_id}, its last step made {build.image}")
     return build
@@ -234,8 +236,8 @@ def _stream(
         raise engine_unavailable(error, f"building {directory}", engine) from error
 
 
-class _Transcript:
-    """Reads the build stream: whole lines to ``log``, steps with their output, cache hits, images and times."""
+class Transcript:
+    """Reads a build stream (Docker's, Podman's, Buildah's): lines to ``log``, steps, output, cache, images, times."""
 
     def __init__(self, log: Log) -> None:
         self.log = log
@@ -313,7 +315,7 @@ def _close(chunks: Iterable[dict[str, Any]]) -> None:
         close()
 
 
-def _failure(message: str, build: DockerBuild) -> str:
+def failure_message(message: str, build: DockerBuild) -> str:
     """One line: which step failed, the engine's reason, and the end of the step's output."""
     reason = " ".join(message.split())
     if not build.records:
@@ -328,7 +330,7 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _map_layers(client: docker.DockerClient, build: DockerBuild) -> None:
+def map_layers(client: docker.DockerClient, build: DockerBuild) -> None:
     """Fill each step's full image ID and, from the images' RootFS, the layer it made (if any).
 
     Each FROM starts a stage from its base's layers (none for scratch), so in a
@@ -412,7 +414,7 @@ def compare(builds: Sequence[DockerBuild]) -> pandas.DataFrame:
     instructions = [[step.instruction for step in build.records] for build in builds]
     if any(other != instructions[0] for other in instructions[1:]):
         raise InvalidInputError("compare needs builds of the same Dockerfile: their instructions differ")
-    names = [build.engine for build in builds]
+    names = [build.builder or build.engine for build in builds]
     names = [f"{name}#{index}" if names.count(name) > 1 else name for index, name in enumerate(names)]
     rows = []
     for number, instruction in enumerate(instructions[0]):
