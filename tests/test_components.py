@@ -18,7 +18,7 @@ from ocilab.engines import components
 from ocilab.engines.components import ComponentStatus, doctor, doctor_json
 from tests.conftest import BUSYBOX, require, require_tool
 
-TOOLS = ["docker-cli", "registry", "runc", "skopeo", "umoci"]
+TOOLS = ["docker-cli", "registry", "runc", "skopeo", "umoci", "buildah"]
 PYTHON = [f"python:{name}" for name in components.PYTHON_PACKAGES]
 
 
@@ -37,7 +37,7 @@ def tool_version(*command: str) -> str:
 
 def test_every_component_is_reported_once_in_order(report: dict[str, ComponentStatus]) -> None:
     names = [status.name for status in doctor()]
-    assert names == ["docker-engine", *TOOLS, "busybox-static", *PYTHON]
+    assert names == ["docker-engine", "podman-engine", "podman-rootless", *TOOLS, "busybox-static", *PYTHON]
     for status in report.values():
         assert status.how_to_get, status
         assert status.detail, status
@@ -48,6 +48,8 @@ def test_working_agrees_with_asking_each_component_another_way(report: dict[str,
     working component always has a version, a missing one never is working."""
     expected = {
         "docker-engine": engine_pings(),
+        "podman-engine": runs("podman", "--runtime", "runc", "--cgroup-manager", "cgroupfs", "version"),
+        "podman-rootless": rootless_possible(),
         **{name: runs(command, "--version") for name, command in TOOL_COMMANDS.items()},
         "registry": runs(shutil.which("registry") or shutil.which("docker-registry"), "--version"),
         "busybox-static": BUSYBOX.is_file() and ldd_says_static(BUSYBOX) and runs(str(BUSYBOX), "--help"),
@@ -59,7 +61,18 @@ def test_working_agrees_with_asking_each_component_another_way(report: dict[str,
         assert bool(status.version) or not status.working, status
 
 
-TOOL_COMMANDS = {"docker-cli": "docker", "runc": "runc", "skopeo": "skopeo", "umoci": "umoci"}
+TOOL_COMMANDS = {"docker-cli": "docker", "runc": "runc", "skopeo": "skopeo", "umoci": "umoci", "buildah": "buildah"}
+
+
+def rootless_possible() -> bool:
+    """User namespaces on, newuidmap here, and (for a non-root user) subordinate ranges in /etc/subuid and subgid."""
+    namespaces = Path("/proc/sys/user/max_user_namespaces")
+    if not namespaces.exists() or namespaces.read_text().strip() == "0" or not shutil.which("newuidmap"):
+        return False
+    if os.getuid() == 0:
+        return runs("podman", "--version")
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    return all(f"\n{user}:" in "\n" + Path(table).read_text() for table in ("/etc/subuid", "/etc/subgid"))
 
 
 def runs(command: str | None, *args: str) -> bool:

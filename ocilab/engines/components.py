@@ -1,7 +1,8 @@
 """Which real components are here, and do they work? The engine of ``ocilab doctor``.
 
-``doctor()`` probes each component the kit uses -- the Docker engine, the
-docker CLI, the CNCF registry binary, runc, skopeo, umoci, a static busybox
+``doctor()`` probes each component the kit uses -- the Docker engine, Podman
+(its API service, and whether this user can run it rootless), the docker CLI,
+buildah, the CNCF registry binary, runc, skopeo, umoci, a static busybox
 and the Python packages -- and returns one ``ComponentStatus`` per component.
 A probe never raises and never hangs: every subprocess and the engine ping
 run under a short timeout, the docker SDK is imported lazily, and whatever
@@ -24,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from ocilab.engines.registry_server import find_registry_binary
+from ocilab.errors import ComponentUnavailableError
 from ocilab.stores.daemon import engine_host
+from ocilab.stores.podman_service import SERVICE_FLAGS, answers, podman_host
 
 ENGINE_TIMEOUT = 3.0
 TOOL_TIMEOUT = 5.0
@@ -65,11 +68,14 @@ def doctor(engine_timeout: float = ENGINE_TIMEOUT) -> list[ComponentStatus]:
     """Probe every component, in a fixed order: engine, tools, busybox, Python packages."""
     statuses = [
         probe_engine(engine_timeout),
+        probe_podman(engine_timeout),
+        probe_rootless(),
         probe_tool("docker-cli", ["docker"], "apt-get install docker.io"),
         probe_registry(),
         probe_tool("runc", ["runc"], "apt-get install runc"),
         probe_tool("skopeo", ["skopeo"], "apt-get install skopeo"),
         probe_tool("umoci", ["umoci"], "apt-get install umoci"),
+        probe_tool("buildah", ["buildah"], "apt-get install buildah"),
         probe_busybox(),
     ]
     statuses += [probe_python_package(name) for name in PYTHON_PACKAGES]
@@ -109,6 +115,67 @@ def probe_engine(timeout: float = ENGINE_TIMEOUT) -> ComponentStatus:
     version = str(info.get("Version") or "") or None
     detail = f"API {info.get('ApiVersion', '?')} at {host}"
     return ComponentStatus("docker-engine", True, True, version, detail, how)
+
+
+def probe_podman(timeout: float = ENGINE_TIMEOUT) -> ComponentStatus:
+    """Podman's API: answering at its socket, or able to start (``podman version`` works), or why not."""
+    name, how = "podman-engine", "apt-get install podman (ocilab starts its API service on a private socket)"
+    podman = shutil.which("podman")
+    if podman is None:
+        return ComponentStatus(name, False, False, None, "podman is not on PATH", how)
+    try:
+        host = podman_host()
+    except ComponentUnavailableError as error:
+        return ComponentStatus(name, True, False, None, _short(error), how)
+    ok, output = _run([podman, *SERVICE_FLAGS, "version", "--format", "{{.Client.Version}}"])
+    version = output.strip() if ok else None
+    if answers(host, timeout):
+        return ComponentStatus(name, True, True, version, f"answers at {host}", how)
+    if not ok:
+        return ComponentStatus(name, True, False, None, f"podman version failed: {_short(output)}", how)
+    detail = f"no service answers at {host} yet; ocilab starts `podman system service` there when an engine is needed"
+    return ComponentStatus(name, True, True, version, detail, how)
+
+
+def probe_rootless() -> ComponentStatus:
+    """Whether Podman can run rootless for this user: user namespaces, newuidmap, and subordinate ID ranges."""
+    name = "podman-rootless"
+    how = "apt-get install uidmap, then as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER"
+    podman = shutil.which("podman")
+    problem = _rootless_problem() if podman else (False, "podman is not on PATH")
+    if problem is not None:
+        return ComponentStatus(name, problem[0], False, None, problem[1], how)
+    ok, output = _run([str(podman), "--version"])
+    version = parse_version(output) if ok else None
+    detail = "user namespaces, newuidmap and subordinate IDs are here"
+    if os.getuid() == 0:
+        detail += "; root runs Podman rootful, a user with /etc/subuid and /etc/subgid ranges runs it rootless"
+    return ComponentStatus(name, True, version is not None, version, detail if version else _short(output), how)
+
+
+def _rootless_problem() -> tuple[bool, str] | None:
+    """(present, why not) when rootless Podman cannot run for this user; None when it can."""
+    try:
+        namespaces = int(Path("/proc/sys/user/max_user_namespaces").read_text())
+    except (OSError, ValueError):
+        namespaces = 0
+    if namespaces == 0:
+        return False, "user namespaces are disabled here (/proc/sys/user/max_user_namespaces is 0 or absent)"
+    if shutil.which("newuidmap") is None or shutil.which("newgidmap") is None:
+        return False, "newuidmap/newgidmap are missing (Debian package uidmap)"
+    if os.getuid() == 0:
+        return None  # root runs Podman rootful; a user with subordinate IDs can run it rootless
+    import pwd
+
+    user = pwd.getpwuid(os.getuid()).pw_name
+    for table in ("/etc/subuid", "/etc/subgid"):
+        try:
+            owners = {line.split(":")[0] for line in Path(table).read_text().splitlines() if line.strip()}
+        except OSError:
+            owners = set()
+        if not owners & {user, str(os.getuid())}:
+            return True, f"{table} gives {user} no subordinate ID range, so Podman cannot map a container's users"
+    return None
 
 
 def _engine_problem(error: BaseException) -> str:
