@@ -84,6 +84,9 @@ survey() {
     have runc || lack runc runc
     have skopeo || lack skopeo skopeo
     have umoci || lack umoci umoci
+    have podman || lack podman podman
+    have buildah || lack buildah buildah
+    have newuidmap || lack "newuidmap (rootless Podman)" uidmap
     busybox_is_static || lack "a static /bin/busybox" busybox-static
     have htpasswd || lack htpasswd apache2-utils
     have iptables || lack iptables iptables
