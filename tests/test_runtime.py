@@ -19,6 +19,9 @@ import ocilab
 from ocilab.engines.runtime import Container
 from ocilab.errors import InvalidInputError
 from tests.conftest import require_tool
+from tests.engines import engine, engine_client, engine_image, transport
+
+__all__ = ["engine", "engine_client", "engine_image"]  # fixtures
 
 
 @pytest.fixture(scope="module")
@@ -115,15 +118,18 @@ def test_bad_runs_are_one_line_errors(busybox_bundle: Path, tmp_path: Path) -> N
         ocilab.run(busybox_bundle, engine="podman")
 
 
-def test_docker_engine_runs_the_image(docker_client, busybox_image: str) -> None:  # type: ignore[no-untyped-def]
+def test_an_engine_runs_its_own_image(engine: str, engine_client, engine_image: str) -> None:  # type: ignore[no-untyped-def]
+    """Docker and Podman alike: output, error output and exit code come back, and no container is left."""
     result = ocilab.run(
-        f"docker-daemon:{busybox_image}", ["sh", "-c", "echo hello; echo err >&2; exit 3"], engine="docker"
+        f"{transport(engine)}:{engine_image}", ["sh", "-c", "echo hello; echo err >&2; exit 3"], engine=engine
     )
-    assert (result.engine, result.exit_code, result.stdout, result.stderr) == ("docker", 3, "hello\n", "err\n")
-    assert not docker_client.containers.list(all=True, filters={"ancestor": busybox_image})
+    assert (result.engine, result.exit_code, result.stdout, result.stderr) == (engine, 3, "hello\n", "err\n")
+    assert not engine_client.containers.list(all=True, filters={"ancestor": engine_image})
 
 
-def test_docker_engine_imports_and_removes_other_stores(docker_client, oci_layout: Path) -> None:  # type: ignore[no-untyped-def]
-    result = ocilab.run(f"oci:{oci_layout}:v1", ["echo", "from a layout"], engine="docker")
+def test_an_engine_imports_and_removes_other_stores(engine: str, engine_client, oci_layout: Path) -> None:  # type: ignore[no-untyped-def]
+    """An image from a layout is copied into the engine for the run, and removed after it."""
+    result = ocilab.run(f"oci:{oci_layout}:v1", ["echo", "from a layout"], engine=engine)
     assert (result.exit_code, result.stdout) == (0, "from a layout\n")
-    assert not [tag for image in docker_client.images.list() for tag in image.tags if tag.startswith("ocilab-run/")]
+    left = [tag for image in engine_client.images.list() for tag in image.tags if "ocilab-run/" in tag]
+    assert not left

@@ -39,7 +39,7 @@ from ocilab.stores.image import load_image
 from ocilab.stores.transports import open_destination, open_store
 
 PR_SET_CHILD_SUBREAPER = 36
-ENGINES = ("runc", "docker")
+ENGINES = ("runc", "docker", "podman")
 SHIM = "import sys; from ocilab.engines.runtime import shim; sys.exit(shim(sys.argv[1:]))"
 
 
@@ -240,12 +240,12 @@ def run(
     Everything made on the way is removed before returning, also on errors.
     """
     if engine not in ENGINES:
-        raise InvalidInputError(f"unknown engine {engine!r}: use runc or docker")
+        raise InvalidInputError(f"unknown engine {engine!r}: use runc, docker or podman")
     is_bundle = Path(target).is_dir()
-    if engine == "docker":
+    if engine != "runc":
         if is_bundle:
-            raise InvalidInputError(f"{target}: a bundle directory runs with --engine runc; Docker runs images")
-        return _run_docker(str(target), command, platform)
+            raise InvalidInputError(f"{target}: a bundle directory runs with --engine runc; {engine} runs images")
+        return _run_in_engine(engine, str(target), command, platform)
     with tempfile.TemporaryDirectory(prefix="ocilab-run-") as scratch:
         bundle = Path(target) if is_bundle else Path(scratch) / "bundle"
         if is_bundle and command:
@@ -279,17 +279,21 @@ def _overridden(bundle: Path, command: Sequence[str], scratch: Path) -> Path:
     return scratch
 
 
-def _run_docker(reference: str, command: Sequence[str] | None, platform: str | Platform | None) -> RunResult:
-    """Run through the Docker engine: images from other stores are copied in first (and removed after)."""
+def _run_in_engine(
+    engine: str, reference: str, command: Sequence[str] | None, platform: str | Platform | None
+) -> RunResult:
+    """Run through the Docker engine or Podman: images from other stores are copied in first (and removed after)."""
+    from ocilab.stores.daemon import ENGINES as ENGINE_STORES
     from ocilab.stores.daemon import connect_engine
 
-    client = connect_engine()
+    client = connect_engine(engine)
+    transport = ENGINE_STORES[engine].transport
     imported = None
-    if reference.startswith("docker-daemon:"):
-        image = reference[len("docker-daemon:") :]
+    if reference.startswith(f"{transport}:"):
+        image = reference[len(transport) + 1 :]
     else:
         imported = image = f"ocilab-run/{uuid.uuid4().hex[:12]}:latest"
-        with open_store(reference) as store, open_destination(f"docker-daemon:{image}") as writer:
+        with open_store(reference) as store, open_destination(f"{transport}:{image}") as writer:
             copy_image(store, writer, platform=_platform(platform))
     container = None
     try:
@@ -298,7 +302,7 @@ def _run_docker(reference: str, command: Sequence[str] | None, platform: str | P
         exit_code = int(container.wait()["StatusCode"])
         stdout = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
         stderr = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
-        return RunResult("docker", exit_code, stdout, stderr)
+        return RunResult(engine, exit_code, stdout, stderr)
     finally:
         if container is not None:
             container.remove(force=True)

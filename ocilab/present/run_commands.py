@@ -35,7 +35,7 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
     )
     run.add_argument("target", metavar="REF|BUNDLE", help="an image reference or a bundle directory")
     run.add_argument("command", nargs="*", metavar="CMD", help="the command to run instead of Cmd (after --)")
-    run.add_argument("--engine", choices=["runc", "docker"], default="runc")
+    run.add_argument("--engine", choices=["runc", "docker", "podman"], default="runc")
     run.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="choose from an index")
     run.add_argument("--rootless", action="store_true", help="run in a user namespace (runc)")
     common(run)
