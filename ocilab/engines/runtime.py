@@ -244,7 +244,8 @@ def run(
     is_bundle = Path(target).is_dir()
     if engine != "runc":
         if is_bundle:
-            raise InvalidInputError(f"{target}: a bundle directory runs with --engine runc; {engine} runs images")
+            title = {"docker": "Docker", "podman": "Podman"}[engine]
+            raise InvalidInputError(f"{target}: a bundle directory runs with --engine runc; {title} runs images")
         return _run_in_engine(engine, str(target), command, platform)
     with tempfile.TemporaryDirectory(prefix="ocilab-run-") as scratch:
         bundle = Path(target) if is_bundle else Path(scratch) / "bundle"
