@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 import html
+import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +36,7 @@ EXERCISES: dict[str, tuple[str, ...]] = {
     "03-registry": ("manifest_digest", "registry_blobs", "same_image"),
     "02-building": ("layer_count", "wastes_nothing"),
     "06-beyond": ("referrers_tag", "layout_gc_removes", "changes_only"),
+    "04-runtime-bundle": ("process_uid", "landed_at", "runs_as"),
 }
 """Notebook -> the checks its "Your turn" section calls, in order."""
 
@@ -346,6 +349,68 @@ def changes_only(answer: Any, base: Image | str, path: str) -> Verdict:
         others = ", ".join(item for item in paths if item != path)
         raise _Wrong(f"Other files changed too ({shorten(others, 60)}): add only {path}.")
     return Verdict(True, f"Right: one file changed, {path}, in one new layer on top of every layer of the base.")
+
+
+def _runtime_process(bundle: Path | str) -> dict[str, Any]:
+    """The ``process`` of ``bundle``'s config.json; _Wrong with a hint when it is not a bundle."""
+    path = Path(bundle) / "config.json"
+    if not path.is_file() or not (Path(bundle) / "rootfs").is_dir():
+        raise _Wrong(f"{bundle} is not a bundle: it has no config.json and rootfs/ (make it with ocilab.unpack).")
+    process: dict[str, Any] = json.loads(path.read_text())["process"]
+    return process
+
+
+@_check
+def process_uid(answer: Any, bundle: Path | str) -> Verdict:
+    """Is ``answer`` the uid that ``bundle``'s config.json gives the container's process?"""
+    right = int(_runtime_process(bundle)["user"]["uid"])
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        raise _Wrong(f"Answer with the number, like 1000, not {shorten(repr(answer), 40)}.")
+    if answer == right:
+        return Verdict(True, f"Right: uid {right}, the number the image's /etc/passwd gives its User.")
+    raise _Wrong(
+        f"Not {answer}. The image names its user; config.json holds the number the image's own /etc/passwd"
+        " gives it (look at process.user in the table)."
+    )
+
+
+@_check
+def landed_at(answer: Any, bundle: Path | str, name: str) -> Verdict:
+    """Is ``answer`` the path, inside ``bundle``'s rootfs (``/...``), of the one file called ``name`` there?"""
+    if not isinstance(answer, str):
+        raise _Wrong(f"Answer with a path inside the rootfs, like '/etc/hosts', not {shorten(repr(answer), 40)}.")
+    _runtime_process(bundle)
+    rootfs = Path(bundle) / "rootfs"
+    found = sorted(
+        "/" + str((Path(directory) / file).relative_to(rootfs))
+        for directory, _, files in os.walk(rootfs)
+        for file in files
+        if file == name
+    )
+    if not found:
+        raise _Wrong(f"There is no file called {name} in {rootfs}: unpack the image first (the cell above).")
+    if answer.strip() in found:
+        return Verdict(True, f"Right: {answer.strip()}, inside the bundle; '/' in a link means the rootfs's root.")
+    if answer.strip().startswith(str(rootfs)):
+        raise _Wrong("Give the path as the container sees it, starting at the rootfs's '/', not the host's path.")
+    raise _Wrong(
+        f"Not {shorten(answer, 40)}. The unpacker follows the link inside the rootfs: '/' there is the rootfs's root."
+    )
+
+
+@_check
+def runs_as(answer: Any, uid: int, cwd: str) -> Verdict:
+    """Is ``answer`` a bundle directory whose config.json runs its process as ``uid`` in ``cwd``?"""
+    if not isinstance(answer, str | Path):
+        raise _Wrong(f"Answer with the bundle's directory, like str(lab / 'mine'), not {shorten(repr(answer), 40)}.")
+    process = _runtime_process(answer)
+    given = (int(process["user"]["uid"]), process["cwd"])
+    if given == (uid, cwd):
+        return Verdict(True, f"Right: this bundle's process runs as uid {uid} in {cwd}.")
+    raise _Wrong(
+        f"Its process runs as uid {given[0]} in {given[1]}, not uid {uid} in {cwd}: set user= and workdir= with"
+        " Builder.config, write the image, and unpack it into a new directory."
+    )
 
 
 def _layers(image: Image) -> dict[str, Digest]:

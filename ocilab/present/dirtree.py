@@ -16,7 +16,8 @@ class DirectoryTree:
     """The tree under ``root``; its repr lists every entry, indented, sorted by name.
 
     64-hex names are cut to their first 12 characters and ``…``; a file named
-    ``link`` (the registry's pointer files) shows the digest it holds, other files their size.
+    ``link`` (the registry's pointer files) shows the digest it holds, a symlink its target (never followed),
+    other files their size.
     """
 
     def __init__(self, root: Path) -> None:
@@ -37,6 +38,8 @@ class DirectoryTree:
             if entry.is_dir() and not entry.is_symlink():
                 out.append(f"{indent}{name}/")
                 self._walk(entry, depth + 1, out)
+            elif entry.is_symlink():
+                out.append(f"{indent}{name} -> {entry.readlink()}")
             elif entry.name == "link" and entry.stat().st_size <= _LINK_MAX:
                 out.append(f"{indent}{name} -> {entry.read_text(errors='replace').strip()}")
             else:
