@@ -96,6 +96,11 @@ class NoRunc(NoEngine):
     def __repr__(self) -> str:
         return f"{self.reason}, so nothing ran. {self.otherwise}"
 
+    def __getattr__(self, name: str) -> NoRunc:
+        """A public attribute is the NoRunc itself (``container.status``), as NoEngine's are."""
+        super().__getattr__(name)  # AttributeError for private names
+        return self
+
     def __call__(self, *args: Any, **kwargs: Any) -> NoRunc:
         """Calling it (``container.create()``) gives itself, so the next cells show the sentence too."""
         return self
