@@ -25,6 +25,7 @@ from ocilab.present.registry_commands import register as register_registry_comma
 from ocilab.present.rows import inspect_document
 from ocilab.present.run_commands import register as register_run_commands
 from ocilab.present.store_commands import register as register_store_commands
+from ocilab.present.workshop_commands import register as register_workshop_commands
 from ocilab.present.text import human_size, print_json, table
 
 EXIT_OK, EXIT_INVALID = 0, 1  # argparse exits 2 on usage errors
@@ -99,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     register_build_commands(commands, _common)
     register_docker_build_commands(commands)
     register_run_commands(commands, _common)
+    register_workshop_commands(commands)
 
     doctor = commands.add_parser("doctor", help="which components are present and working")
     doctor.add_argument("--json", action="store_true", help="print JSON")

@@ -9,7 +9,17 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "ocilab"
-LAYERS = {"errors": 0, "model": 1, "layers": 2, "stores": 3, "engines": 4, "present": 5, "api": 5, "cli": 5}
+LAYERS = {
+    "errors": 0,
+    "model": 1,
+    "layers": 2,
+    "stores": 3,
+    "engines": 4,
+    "workshop": 4,
+    "present": 5,
+    "api": 5,
+    "cli": 5,
+}
 THIRD_PARTY_FORBIDDEN_IN_MODEL = {
     "requests",
     "docker",
