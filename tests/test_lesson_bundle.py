@@ -124,7 +124,9 @@ def test_the_config_table_puts_each_image_field_beside_what_config_json_holds(le
         'Entrypoint + Cmd  ["/bin/busybox"] + ["httpd", "-f"]',
         f"  → {args}",
     ]
-    assert "<td style='text-align:left'><code>User  &quot;www&quot;" in table._repr_html_()
+    assert "<b>User</b><br><code style='white-space:pre-wrap;word-break:break-all'>&quot;www&quot;," in (
+        table._repr_html_()
+    )
     (tmp_path / "empty").mkdir()
     with ocilab.open(f"oci:{lesson}:app") as image, pytest.raises(InvalidInputError, match="empty/config.json"):
         config_table(image, tmp_path / "empty")

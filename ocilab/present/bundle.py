@@ -20,7 +20,11 @@ Result = TypeVar("Result")
 
 @dataclass(frozen=True)
 class SideBySide:
-    """Rows of two columns (``headers``); its repr puts each right cell under its left one, its HTML is a table."""
+    """Rows of two cells, each ``"FIELD  VALUE"`` (two spaces between), under ``headers``.
+
+    Its repr puts each right cell under its left one; its HTML is a table of
+    two equal columns, the field in bold and the value as code, wrapped to fit.
+    """
 
     headers: tuple[str, str]
     rows: tuple[tuple[str, str], ...]
@@ -29,10 +33,18 @@ class SideBySide:
         return "\n".join(f"{left}\n  → {right}" for left, right in (self.headers, *self.rows))
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th style='text-align:left'>{html.escape(cell)}</th>" for cell in self.headers)
-        cell = "<td style='text-align:left'><code>{}</code></td>"
-        body = "".join("<tr>" + "".join(cell.format(html.escape(text)) for text in row) + "</tr>" for row in self.rows)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        head = "".join(f"<th style='text-align:left;width:50%'>{html.escape(cell)}</th>" for cell in self.headers)
+        body = "".join("<tr>" + "".join(_html_cell(text) for text in row) + "</tr>" for row in self.rows)
+        return f"<table style='width:100%'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _html_cell(text: str) -> str:
+    field, _, value = text.partition("  ")
+    wrap = "white-space:pre-wrap;word-break:break-all"
+    return (
+        f"<td style='text-align:left;vertical-align:top'><b>{html.escape(field)}</b><br>"
+        f"<code style='{wrap}'>{html.escape(value)}</code></td>"
+    )
 
 
 def config_table(image: Image, bundle: str | Path) -> SideBySide:
