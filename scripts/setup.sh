@@ -3,7 +3,8 @@
 #
 #   a. system components (Debian packages) -- installed with apt-get when missing and we are root;
 #   b. a Docker engine -- dockerd started in the background when none answers and we are root;
-#   c. the virtual environment .venv with ocilab[lab,test] installed in editable mode.
+#   c. the virtual environment .venv with ocilab[lab,test,workshop] installed in editable mode;
+#   d. configurable-http-proxy from npm (the workshop's JupyterHub), when missing and we are root.
 #
 # Where something cannot be done (not root, not Debian), one sentence says what is missing and
 # how to get it; then, with CI=true, the run fails, otherwise it carries on and the tests that
@@ -93,6 +94,10 @@ survey() {
     have openssl || lack "openssl (TLS registry tests)" openssl
     [[ -x /usr/bin/chromium ]] || lack "chromium (the notebooks' browser test)" chromium
     [[ -x /usr/bin/chromedriver ]] || lack "chromedriver (the notebooks' browser test)" chromium-driver
+    [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 ||
+        lack "the system python3 with venv (the workshop's learners)" python3 python3-venv
+    have npm || have configurable-http-proxy || lack "npm (the workshop's configurable-http-proxy)" npm
+    have newuidmap || lack "newuidmap (rootless Podman for learners)" uidmap
     [[ -s /etc/ssl/certs/ca-certificates.crt ]] || lack "CA certificates" ca-certificates
     venv_ok || find_python >/dev/null || lack "python3 >= 3.11 with venv" python3 python3-venv
     if ((${#PACKAGES[@]})); then
@@ -170,7 +175,7 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
-# c. Python: .venv with ocilab[lab,test], reinstalled only when pyproject.toml changes
+# c. Python: .venv with ocilab[lab,test,workshop], reinstalled only when pyproject.toml changes
 # ---------------------------------------------------------------------------------------------
 
 if ! venv_ok; then
@@ -193,15 +198,28 @@ fi
 wanted="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1) $("$VENV/bin/python" -c 'import sys; print(sys.version)' | head -n1)"
 installed() { (cd / && "$VENV/bin/python" -c 'import importlib.metadata as m; m.version("ocilab")') >/dev/null 2>&1; }
 if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$wanted" ]] || ! installed; then
-    say "installing ocilab[lab,test] into .venv (log: .lab/pip.log)"
-    if ! "$VENV/bin/python" -m pip install -q -e "$ROOT[lab,test]" >"$STATE/pip.log" 2>&1; then
+    say "installing ocilab[lab,test,workshop] into .venv (log: .lab/pip.log)"
+    if ! "$VENV/bin/python" -m pip install -q -e "$ROOT[lab,test,workshop]" >"$STATE/pip.log" 2>&1; then
         tail -n 25 "$STATE/pip.log" >&2 || true
-        say "pip could not install ocilab[lab,test] into .venv (see .lab/pip.log); check that PyPI is reachable, then run make again." >&2
+        say "pip could not install ocilab[lab,test,workshop] into .venv (see .lab/pip.log); check that PyPI is reachable, then run make again." >&2
         exit 1
     fi
     printf '%s\n' "$wanted" >"$STAMP"
 else
     say ".venv is up to date"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# d. configurable-http-proxy (npm), the proxy of the workshop's JupyterHub
+# ---------------------------------------------------------------------------------------------
+
+if ! have configurable-http-proxy; then
+    if is_root && have npm; then
+        say "installing configurable-http-proxy with npm (log: .lab/npm.log)"
+        npm install -g configurable-http-proxy >"$STATE/npm.log" 2>&1 || tail -n 15 "$STATE/npm.log" >&2 || true
+    fi
+    have configurable-http-proxy ||
+        missing "configurable-http-proxy is missing: run 'npm install -g configurable-http-proxy' as root; the workshop test is skipped meanwhile."
 fi
 
 # ---------------------------------------------------------------------------------------------

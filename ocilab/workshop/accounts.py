@@ -100,7 +100,9 @@ def remove_temporary_files(uids: set[int]) -> list[Path]:
                     continue
             except FileNotFoundError:
                 continue
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() and not entry.is_symlink() else entry.unlink(True)
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() and not entry.is_symlink() else entry.unlink(
+                True
+            )
             removed.append(entry)
     return removed
 

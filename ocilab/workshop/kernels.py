@@ -93,9 +93,12 @@ class LearnerKernel:
         return execution
 
     def close(self) -> None:
-        """Close the websocket and shut the kernel down."""
+        """Close the websocket and shut the kernel down; a server already gone took its kernels with it."""
         self._socket.close()
-        requests.delete(f"{self._base}/{self.id}", headers=self._headers, timeout=60)
+        try:
+            requests.delete(f"{self._base}/{self.id}", headers=self._headers, timeout=60)
+        except requests.RequestException:
+            pass
 
     def __enter__(self) -> LearnerKernel:
         return self

@@ -154,6 +154,7 @@ def reset(root: Path, notebooks: Path | None = None) -> Record:
 
 def status(root: Path) -> dict[str, Any]:
     """The workshop as JSON: url, hub, and per learner its server, processes, registries and listening ports."""
+    _require_root("status")
     record = _record(Path(root).absolute())
     running = hub.running(record)
     users = {user["name"]: user for user in hub.api(record, "GET", "/users")} if running else {}
@@ -182,7 +183,7 @@ def status(root: Path) -> dict[str, Any]:
 
 def registries(learner: Learner) -> list[dict[str, Any]]:
     """The kit's registries the learner runs now (found through their records under the learner's home)."""
-    from ocilab.engines.registry_server import RECORD_FILE, RegistryServer
+    from ocilab.operations.registry_server import RECORD_FILE, RegistryServer
 
     found = []
     for record in sorted(Path(learner.home).rglob(RECORD_FILE)):

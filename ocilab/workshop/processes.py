@@ -18,19 +18,19 @@ _LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
 
 
 def owner(pid: int) -> int | None:
-    """The real uid of process ``pid``; None when it is gone."""
+    """The real uid of process ``pid``; None when it is gone or a zombie (dead, waiting for its parent)."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
-    for line in status.splitlines():
-        if line.startswith("Uid:"):
-            return int(line.split()[1])
-    return None
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    if fields.get("State", "").split()[:1] == ["Z"]:
+        return None
+    return int(fields["Uid"].split()[0]) if "Uid" in fields else None
 
 
 def processes_of(uids: Collection[int]) -> list[int]:
-    """Pids of every live process whose real uid is in ``uids`` (zombies included until reaped)."""
+    """Pids of every live process whose real uid is in ``uids``."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit() and owner(int(entry)) in uids:
@@ -76,7 +76,7 @@ def stop_process(pid: int, uid: int | None = None, command_contains: str | None 
         os.close(handle)
 
 
-def stop_all(uids: Collection[int], rounds: int = 5) -> None:
+def stop_all(uids: Collection[int], rounds: int = 50) -> None:
     """KILL every process of ``uids``, again until none is left (a dying parent may fork once more).
 
     Learners' processes get no grace period: their servers were asked to stop
@@ -99,7 +99,7 @@ def stop_all(uids: Collection[int], rounds: int = 5) -> None:
                 pass
             finally:
                 os.close(handle)
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
 def listening_ports(uid: int) -> list[int]:
