@@ -71,7 +71,7 @@ clean:
 reset:
 	@set -u; \
 	workspace="$$($(BIN)/python -c 'from ocilab.present.notebook import workspace_root; print(workspace_root())')"; \
-	data="$$($(BIN)/python -c 'from ocilab.engines.registry_server import default_data_dir; print(default_data_dir())')"; \
+	data="$$($(BIN)/python -c 'from ocilab.operations.registry_server import default_data_dir; print(default_data_dir())')"; \
 	for record in "$$data/ocilab-registry.json" $$(find "$$workspace" -name ocilab-registry.json 2>/dev/null); do \
 		[ -f "$$record" ] && $(BIN)/ocilab registry down --data "$$(dirname "$$record")"; \
 	done; \

@@ -27,7 +27,7 @@ from pathlib import Path
 import images
 from bench_layers import BENCH_DIR, OCILAB, Sample, measure
 
-from ocilab.engines.registry_server import RegistryServer
+from ocilab.operations.registry_server import RegistryServer
 
 RESULTS = BENCH_DIR / "copy-results.json"
 TIME_TARGET = 1.0

@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import images
 
-from ocilab.layers.compression import GZIP_BACKEND
+from ocilab.tar.compression import GZIP_BACKEND
 
 DECODERS = {
     "zlib": ("gzip", "GzipFile"),

@@ -211,8 +211,8 @@ def _number(value: float | None, digits: int, suffix: str = "") -> str:
 
 
 def gzip_backend() -> str | None:
-    """The gzip decompressor ocilab uses, where it says (``ocilab.layers.compression.GZIP_BACKEND``)."""
-    return getattr(importlib.import_module("ocilab.layers.compression"), "GZIP_BACKEND", None)
+    """The gzip decompressor ocilab uses, where it says (``ocilab.tar.compression.GZIP_BACKEND``)."""
+    return getattr(importlib.import_module("ocilab.tar.compression"), "GZIP_BACKEND", None)
 
 
 def check_tools() -> None:

@@ -23,10 +23,10 @@ from ocilab.api import (
     unpack,
     validate,
 )
-from ocilab.engines import runtime
-from ocilab.engines.builder import Builder, write_index
-from ocilab.engines.scratch import busybox_layout
 from ocilab.errors import OcilabError
+from ocilab.operations import runtime
+from ocilab.operations.builder import Builder, write_index
+from ocilab.operations.scratch import busybox_layout
 from ocilab.present import check, plots, widgets
 from ocilab.present.notebook import workspace
 from ocilab.stores.archive_writer import write_oci_archive

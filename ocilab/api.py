@@ -7,8 +7,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ocilab.engines.validate import ValidationReport, validate_store
 from ocilab.model import Descriptor, Platform
+from ocilab.operations.validate import ValidationReport, validate_store
 from ocilab.stores.image import Image, ImageIndex, load_image
 from ocilab.stores.image import resolve as resolve_store
 from ocilab.stores.transports import open_store
@@ -16,11 +16,11 @@ from ocilab.stores.transports import open_store
 if TYPE_CHECKING:
     import pandas
 
-    from ocilab.engines.copy import CopyReport
     from ocilab.engines.docker_build import DockerBuild, Log
-    from ocilab.engines.remove import Removal
-    from ocilab.engines.runtime import RunResult
-    from ocilab.engines.unpack import UnpackReport
+    from ocilab.operations.copy import CopyReport
+    from ocilab.operations.remove import Removal
+    from ocilab.operations.runtime import RunResult
+    from ocilab.operations.unpack import UnpackReport
 
 
 def open(reference: str, platform: str | Platform | None = None, tls_verify: bool = True) -> Image:  # noqa: A001
@@ -58,8 +58,8 @@ def doctor() -> pandas.DataFrame:
     """Which components are present and working, with versions and how to get what is missing."""
     import pandas
 
-    from ocilab.engines.components import doctor as probe
-    from ocilab.engines.components import doctor_json
+    from ocilab.operations.components import doctor as probe
+    from ocilab.operations.components import doctor_json
 
     return pandas.DataFrame(doctor_json(probe()))
 
@@ -104,7 +104,7 @@ def layers(image: Image | str, platform: str | Platform | None = None) -> pandas
     """
     import pandas
 
-    from ocilab.engines.analysis import layer_summaries
+    from ocilab.operations.analysis import layer_summaries
     from ocilab.present.rows import SUMMARY_COLUMNS, summary_rows
 
     with _opened(image, platform) as opened:
@@ -117,7 +117,7 @@ def changes(
     """Each layer's changeset (or only layer ``layer``'s): columns layer, path, change, type, size."""
     import pandas
 
-    from ocilab.engines.analysis import changes as layer_changes
+    from ocilab.operations.analysis import changes as layer_changes
     from ocilab.present.rows import CHANGE_COLUMNS, change_rows
 
     with _opened(image, platform) as opened:
@@ -136,7 +136,7 @@ def diff(
     """
     import pandas
 
-    from ocilab.engines.analysis import diff_images
+    from ocilab.operations.analysis import diff_images
     from ocilab.present.rows import DIFF_COLUMNS, diff_document
 
     with _opened(a, platform) as first, _opened(b, platform) as second:
@@ -154,7 +154,7 @@ def efficiency(image: Image | str, top: int | None = None, platform: str | Platf
     """
     import pandas
 
-    from ocilab.engines.analysis import efficiency as measure
+    from ocilab.operations.analysis import efficiency as measure
     from ocilab.present.rows import WASTE_COLUMNS, efficiency_document
 
     with _opened(image, platform) as opened:
@@ -183,7 +183,7 @@ def copy(
     report's ``notes`` say what was converted. The destination is written all
     or nothing where it can be (layouts, archives); the tag is set last.
     """
-    from ocilab.engines.copy import copy_image
+    from ocilab.operations.copy import copy_image
     from ocilab.present.progress import observer
     from ocilab.stores.transports import open_destination
 
@@ -208,7 +208,7 @@ def remove(reference: str, tls_verify: bool = True) -> Removal:
 
     Nothing is freed on disk until garbage collection; the removal's ``note`` says which collector frees it.
     """
-    from ocilab.engines.remove import remove as remove_reference
+    from ocilab.operations.remove import remove as remove_reference
 
     return remove_reference(reference, tls_verify)
 
@@ -233,7 +233,7 @@ def build(
     ``ocilab.Builder.config``'s keywords (``{"cmd": ["/bin/sh"], "env": {"A": "1"}}``).
     For more steps, use ``ocilab.Builder`` itself.
     """
-    from ocilab.engines.builder import assemble
+    from ocilab.operations.builder import assemble
     from ocilab.present.progress import observer
 
     image = assemble(
@@ -299,7 +299,7 @@ def unpack(
     ``bundle`` must be absent or an empty directory; it is created mode 0700,
     and a failure leaves nothing behind. ``command`` replaces the image's Cmd.
     """
-    from ocilab.engines.unpack import unpack as unpack_image
+    from ocilab.operations.unpack import unpack as unpack_image
 
     if not isinstance(image, str):
         return unpack_image(image, bundle, rootless=rootless, command=command)
@@ -319,6 +319,6 @@ def run(
 
     ``ocilab.runtime.Container`` gives the runc lifecycle one step at a time.
     """
-    from ocilab.engines.runtime import run as run_target
+    from ocilab.operations.runtime import run as run_target
 
     return run_target(target, command, engine=engine, platform=platform, rootless=rootless)

@@ -25,8 +25,8 @@ from ocilab.present.registry_commands import register as register_registry_comma
 from ocilab.present.rows import inspect_document
 from ocilab.present.run_commands import register as register_run_commands
 from ocilab.present.store_commands import register as register_store_commands
-from ocilab.present.workshop_commands import register as register_workshop_commands
 from ocilab.present.text import human_size, print_json, table
+from ocilab.present.workshop_commands import register as register_workshop_commands
 
 EXIT_OK, EXIT_INVALID = 0, 1  # argparse exits 2 on usage errors
 DOCUMENT_PARSERS: dict[str, Callable[[bytes, str], Any]] = {
@@ -188,7 +188,7 @@ def _validate(args: argparse.Namespace) -> int:
 
         report = validate(args.target, tls_verify=args.tls_verify == "true")
     elif args.type == "layout":
-        from ocilab.engines.validate import validate_layout_path
+        from ocilab.operations.validate import validate_layout_path
 
         report = validate_layout_path(Path(args.target))
     else:
@@ -238,7 +238,7 @@ def _validate_document(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from ocilab.engines.components import doctor, doctor_json
+    from ocilab.operations.components import doctor, doctor_json
 
     statuses = doctor()
     if args.json:

@@ -111,7 +111,7 @@ def oci_layout(docker_save_tar: Path, tmp_path_factory: pytest.TempPathFactory) 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """A real CNCF distribution registry on 127.0.0.1, delete enabled, data in a temp dir."""
-    from ocilab.engines.registry_server import RegistryServer, find_registry_binary
+    from ocilab.operations.registry_server import RegistryServer, find_registry_binary
 
     require(find_registry_binary() is not None, "the CNCF registry binary (Debian package docker-registry)")
     with RegistryServer(tmp_path_factory.mktemp("registry-data")) as server:

@@ -12,9 +12,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "ocilab"
 LAYERS = {
     "errors": 0,
     "model": 1,
-    "layers": 2,
+    "tar": 2,
     "stores": 3,
     "engines": 4,
+    "operations": 4,
     "workshop": 4,
     "present": 5,
     "api": 5,

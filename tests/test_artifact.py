@@ -14,10 +14,10 @@ from urllib.error import HTTPError
 
 import pytest
 
-from ocilab.engines.artifact import EMPTY_CONFIG, attach
-from ocilab.engines.layout_gc import collect_layout
 from ocilab.errors import InvalidInputError, NotFoundError, UnsupportedError
 from ocilab.model import mediatype as mt
+from ocilab.operations.artifact import EMPTY_CONFIG, attach
+from ocilab.operations.layout_gc import collect_layout
 from ocilab.present.descriptors import descriptor_table
 from ocilab.stores.layout_writer import remove_layout_tag
 from ocilab.stores.transports import open_store

@@ -24,7 +24,7 @@ import pytest
 import ocilab
 from ocilab import Builder
 from ocilab.errors import InvalidInputError, NotFoundError
-from ocilab.layers.tarwriter import Directory, File, Symlink
+from ocilab.tar.tarwriter import Directory, File, Symlink
 from tests.conftest import BUSYBOX, require, require_tool, run
 
 OCILAB = [sys.executable, "-m", "ocilab"]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ocilab.engines import components
-from ocilab.engines.components import ComponentStatus, doctor, doctor_json
+from ocilab.operations import components
+from ocilab.operations.components import ComponentStatus, doctor, doctor_json
 from tests.conftest import BUSYBOX, require, require_tool
 
 TOOLS = ["docker-cli", "registry", "runc", "skopeo", "umoci", "buildah"]

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 import ocilab
-from ocilab.engines.copy import CopyObserver, copy_image
 from ocilab.errors import NotFoundError, UnsupportedError, VerificationError
 from ocilab.model import Descriptor
 from ocilab.model import mediatype as mt
+from ocilab.operations.copy import CopyObserver, copy_image
 from ocilab.stores.transports import open_destination, open_store
 from tests.conftest import require_tool, run
 from tests.random_image import RandomImage, random_layer, write_random_image
@@ -292,7 +292,7 @@ def test_copy_on_the_command_line_prints_the_digest_and_what_it_did(image: Rando
 
 def test_an_artifact_copied_into_a_layout_is_listed_with_its_type(image: RandomImage, tmp_path: Path) -> None:
     """image-spec descriptor.md: artifactType is the type of an artifact when the descriptor points to one."""
-    from ocilab.engines.artifact import attach
+    from ocilab.operations.artifact import attach
 
     attached = attach(image.reference, {"sbom": []}, artifact_type="application/spdx+json", tag="sbom")
     destination = tmp_path / "copy"

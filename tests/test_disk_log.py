@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import ocilab
-from ocilab.engines.layout_gc import collect_layout
-from ocilab.engines.registry_server import RegistryServer, find_registry_binary
-from ocilab.engines.registry_storage import collect_garbage, storage_map
+from ocilab.operations.layout_gc import collect_layout
+from ocilab.operations.registry_server import RegistryServer, find_registry_binary
+from ocilab.operations.registry_storage import collect_garbage, storage_map
 from ocilab.present.disk import DiskLog, blobs, layout_usage
 from tests.conftest import require
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 import ocilab
-from ocilab.engines import handmade
 from ocilab.errors import InvalidInputError, NotFoundError
-from ocilab.layers.tarwriter import File
 from ocilab.model import Digest, Platform, build, mediatype
+from ocilab.operations import handmade
 from ocilab.present.jsonview import show_json
+from ocilab.tar.tarwriter import File
 from tests.conftest import require_tool, run
 
 HELLO = {"/hello.txt": b"hello\n"}

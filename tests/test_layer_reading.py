@@ -30,14 +30,14 @@ import pytest
 import zstandard
 
 import ocilab
-from ocilab.engines.analysis import layer_entries
 from ocilab.errors import InvalidInputError, UnsupportedError, VerificationError
-from ocilab.layers.compression import GZIP_BACKEND
-from ocilab.layers.entries import MAX_LAYER_BYTES_ENV, Entry, read_layer
-from ocilab.layers.tarstream import READ_SIZE
 from ocilab.model import Descriptor, Digest
 from ocilab.model import mediatype as mt
+from ocilab.operations.analysis import layer_entries
 from ocilab.stores.layout_writer import LayoutWriter
+from ocilab.tar.compression import GZIP_BACKEND
+from ocilab.tar.entries import MAX_LAYER_BYTES_ENV, Entry, read_layer
+from ocilab.tar.tarstream import READ_SIZE
 from tests.conftest import require_tool
 from tests.random_image import write_random_image
 

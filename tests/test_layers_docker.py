@@ -38,10 +38,10 @@ import pandas
 import pytest
 
 import ocilab
-from ocilab.engines.analysis import merge
-from ocilab.layers.merge import MergedFilesystem
 from ocilab.model import Digest
+from ocilab.operations.analysis import merge
 from ocilab.stores.layout_writer import LayoutWriter
+from ocilab.tar.merge import MergedFilesystem
 from tests.conftest import BUSYBOX, require, require_tool, run
 
 Row = tuple[str, str, str, int]

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ocilab.engines.layout_gc import collect_layout
 from ocilab.errors import NotFoundError, VerificationError
 from ocilab.model import Descriptor, Digest
 from ocilab.model import mediatype as mt
 from ocilab.model.build import build_manifest, describe
+from ocilab.operations.layout_gc import collect_layout
 from ocilab.stores.layout_writer import TEMP_PREFIX, remove_layout_tag
 from tests.conftest import require_tool, run
 from tests.random_image import RandomImage, random_layer, write_random_image

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 import ocilab
-from ocilab.engines.raw_layer import RawEntry, raw_layer_image
-from ocilab.engines.unpack_layers import unpack_through
 from ocilab.errors import ComponentUnavailableError, InvalidInputError
+from ocilab.operations.raw_layer import RawEntry, raw_layer_image
+from ocilab.operations.unpack_layers import unpack_through
 from ocilab.present.bundle import NoRunc, Refused, config_table, if_runc, outcome
 from ocilab.present.dirtree import directory_tree
 from tests.conftest import require_tool, run

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from ocilab.errors import InvalidInputError
-from ocilab.layers.efficiency import measure
-from ocilab.layers.entries import Entry
-from ocilab.layers.filediff import diff_files
-from ocilab.layers.merge import Change, MergedFilesystem, differs
+from ocilab.tar.efficiency import measure
+from ocilab.tar.entries import Entry
+from ocilab.tar.filediff import diff_files
+from ocilab.tar.merge import Change, MergedFilesystem, differs
 from tests.conftest import require
 
 try:

@@ -4,7 +4,7 @@ Each case is a layout written by hand (tar streams with the symlink and the
 write through it), unpacked by umoci (``umoci unpack --rootless``, which
 resolves every entry's directory with filepath-securejoin), and compared with
 ocilab's merged view, ``changes`` and ``diff``. The rule each test checks is
-its name; the rules are in ``ocilab/layers/resolve.py``.
+its name; the rules are in ``ocilab/tar/resolve.py``.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 import ocilab
-from ocilab.engines.analysis import merge
 from ocilab.errors import InvalidInputError
-from ocilab.layers.entries import Entry
-from ocilab.layers.merge import MergedFilesystem
-from ocilab.layers.resolve import MAX_HOPS, resolve_directory, resolve_parent
+from ocilab.operations.analysis import merge
+from ocilab.tar.entries import Entry
+from ocilab.tar.merge import MergedFilesystem
+from ocilab.tar.resolve import MAX_HOPS, resolve_directory, resolve_parent
 from tests.conftest import require, require_tool
 from tests.random_image import write_random_image
 from tests.test_layers_docker import rootfs_view

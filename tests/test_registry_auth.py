@@ -16,10 +16,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ocilab.engines.registry_server import RegistryServer, find_registry_binary
 from ocilab.errors import AuthenticationError, InvalidInputError
 from ocilab.model import Digest, Reference
 from ocilab.model import mediatype as mt
+from ocilab.operations.registry_server import RegistryServer, find_registry_binary
 from ocilab.stores.image import Image, load_image
 from ocilab.stores.registry import (
     Challenge,

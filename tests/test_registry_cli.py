@@ -20,8 +20,8 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from ocilab.engines.registry_server import RegistryServer, default_data_dir, find_registry_binary
 from ocilab.errors import ComponentUnavailableError
+from ocilab.operations.registry_server import RegistryServer, default_data_dir, find_registry_binary
 from tests.conftest import require, require_tool, run
 from tests.random_image import write_random_image
 

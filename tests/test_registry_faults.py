@@ -18,7 +18,6 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from ocilab.engines.registry_server import RegistryServer
 from ocilab.errors import (
     ComponentUnavailableError,
     DeletionDisabledError,
@@ -30,6 +29,7 @@ from ocilab.errors import (
 from ocilab.model import Descriptor, Digest, Reference, VerifyingReader
 from ocilab.model import mediatype as mt
 from ocilab.model.build import build_manifest, describe
+from ocilab.operations.registry_server import RegistryServer
 from ocilab.stores.registry import Credentials, RegistryStore, Response, RetryPolicy
 from tests.test_registry_push import Recording
 

@@ -15,7 +15,6 @@ from typing import BinaryIO
 
 import pytest
 
-from ocilab.engines.registry_server import RegistryServer, find_registry_binary
 from ocilab.errors import (
     AuthenticationError,
     ComponentUnavailableError,
@@ -28,6 +27,7 @@ from ocilab.errors import (
 from ocilab.model import Descriptor, Digest, Reference, parse_index, parse_root
 from ocilab.model import mediatype as mt
 from ocilab.model.build import build_manifest, describe, encode
+from ocilab.operations.registry_server import RegistryServer, find_registry_binary
 from ocilab.stores.base import Store
 from ocilab.stores.layout import open_layout
 from ocilab.stores.registry import Credentials, RegistryStore, RequestsTransport, Response, RetryPolicy

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from ocilab.engines.registry_server import RegistryServer, find_registry_binary
 from ocilab.errors import ComponentUnavailableError
 from ocilab.model import Reference
+from ocilab.operations.registry_server import RegistryServer, find_registry_binary
 from ocilab.stores.image import load_image
 from ocilab.stores.registry import RegistryStore
 from tests.conftest import require, run
@@ -63,7 +63,7 @@ def test_restart_keeps_the_port(server: RegistryServer) -> None:
 
 def test_a_forgotten_server_stops_when_python_exits(server: RegistryServer) -> None:
     script = (
-        "import sys; from pathlib import Path; from ocilab.engines.registry_server import RegistryServer;"
+        "import sys; from pathlib import Path; from ocilab.operations.registry_server import RegistryServer;"
         f" print(RegistryServer(Path(sys.argv[1]), port={server.port}).start().url)"
     )
     url = subprocess.run(
@@ -99,7 +99,7 @@ def test_a_registry_that_dies_reports_its_log(tmp_path: Path, monkeypatch: pytes
 
 def test_missing_binary_is_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr("ocilab.engines.registry_server.DEBIAN_BINARY", tmp_path / "docker-registry")
+    monkeypatch.setattr("ocilab.operations.registry_server.DEBIAN_BINARY", tmp_path / "docker-registry")
     assert find_registry_binary() is None
     with pytest.raises(ComponentUnavailableError, match="docker-registry"):
         RegistryServer(tmp_path / "data")

@@ -14,8 +14,8 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
-from ocilab.engines.registry_server import find_registry_binary
-from ocilab.engines.registry_storage import collect_garbage, storage_map
+from ocilab.operations.registry_server import find_registry_binary
+from ocilab.operations.registry_storage import collect_garbage, storage_map
 from ocilab.present import plots
 from tests.conftest import require, require_tool, run
 from tests.random_image import RandomImage, random_layer, write_random_image

@@ -12,10 +12,10 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from ocilab.engines.registry_server import RegistryServer
 from ocilab.errors import ComponentUnavailableError, NotFoundError, RegistryError, VerificationError
 from ocilab.model import Descriptor, Digest, Platform, Reference
 from ocilab.model import mediatype as mt
+from ocilab.operations.registry_server import RegistryServer
 from ocilab.stores.image import Image, ImageIndex, load_image, resolve
 from ocilab.stores.registry import RegistryStore, RequestsTransport, Response, Transport, is_loopback
 from tests.conftest import require_tool, run

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ocilab.engines.registry_server import RegistryServer, find_registry_binary
 from ocilab.errors import ComponentUnavailableError, RegistryError
 from ocilab.model import Reference
+from ocilab.operations.registry_server import RegistryServer, find_registry_binary
 from ocilab.stores.image import load_image
 from ocilab.stores.registry import RegistryStore
 from tests.conftest import require, require_tool, run

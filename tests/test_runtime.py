@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import ocilab
-from ocilab.engines.runtime import Container
 from ocilab.errors import InvalidInputError
+from ocilab.operations.runtime import Container
 from tests.conftest import require_tool
 from tests.engines import engine, engine_client, engine_image, transport
 

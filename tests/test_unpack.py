@@ -261,7 +261,7 @@ def test_volumes_ports_labels_and_stop_signal(tmp_path: Path) -> None:
 
 def test_runc_accepts_the_config(hand_image: str, tmp_path: Path) -> None:
     """The generated document is one runc can create a container from (checked by runc itself)."""
-    from ocilab.engines.runtime import Container
+    from ocilab.operations.runtime import Container
 
     require_tool("runc")
     ocilab.unpack(hand_image, tmp_path / "b")

@@ -23,7 +23,7 @@ from tests.test_unpack import image_of, layer_tar
 
 REG, DIR, SYM, LNK = tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
 AS_NOBODY = (  # the code is loaded as root (the checkout may be private), then the process becomes nobody
-    "import os, sys; import ocilab.cli, ocilab.api, ocilab.engines.unpack;"
+    "import os, sys; import ocilab.cli, ocilab.api, ocilab.operations.unpack;"
     " os.setgroups([]); os.setgid(65534); os.setuid(65534);"
     " sys.exit(ocilab.cli.main(sys.argv[1:]))"
 )

@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 import ocilab
-from ocilab.engines.validate import validate_store
 from ocilab.errors import ValidationError
 from ocilab.model import mediatype as mt
 from ocilab.model import parse_config, parse_descriptor, parse_index, parse_manifest
+from ocilab.operations.validate import validate_store
 from ocilab.stores.layout import open_layout
 from tests.conftest import require_tool
 from tests.random_image import write_random_image

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ocilab import Image, check
-from ocilab.engines import handmade
-from ocilab.layers.tarwriter import File
+from ocilab.operations import handmade
+from ocilab.tar.tarwriter import File
 from ocilab.model import Digest, Platform, build, mediatype
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import ocilab
 from ocilab import Image, check
-from ocilab.engines.registry_server import RegistryServer
+from ocilab.operations.registry_server import RegistryServer
 
 _RUNNING: list[RegistryServer] = []  # kept alive until the checks have run
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ocilab import Builder, Image, check, unpack
-from ocilab.engines.raw_layer import RawEntry, raw_layer_image
+from ocilab.operations.raw_layer import RawEntry, raw_layer_image
 
 FILES = {
     "/etc/passwd": b"root:x:0:0:root:/root:/bin/sh\nwww:x:33:33:web server:/srv/www:/bin/sh\n",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ocilab import Builder, Image, busybox_layout, check, remove
-from ocilab.engines.layout_gc import collect_layout
+from ocilab.operations.layout_gc import collect_layout
 
 
 def lesson_layout() -> Path:

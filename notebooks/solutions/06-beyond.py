@@ -14,8 +14,8 @@ from typing import Any
 
 import ocilab
 from ocilab import Builder, Image, check
-from ocilab.engines.artifact import attach
-from ocilab.engines.registry_server import RegistryServer
+from ocilab.operations.artifact import attach
+from ocilab.operations.registry_server import RegistryServer
 
 _RUNNING: list[RegistryServer] = []  # kept alive until the checks have run
 SBOM = {

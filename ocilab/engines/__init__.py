@@ -1,1 +1,1 @@
-"""Layer 4: engines and operations (registry server, Docker engine, builders, copy, validation)."""
+"""Layer 4, container engines: Docker, Podman and Buildah driven from the kit."""

@@ -26,11 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ocilab.engines.builder import Builder
 from ocilab.engines.docker_build import DockerBuild, DockerBuildError, Log, Transcript, failure_message, map_layers
 from ocilab.engines.docker_build import docker_build as engine_build
 from ocilab.errors import ComponentUnavailableError, InvalidInputError, OcilabError, UnsupportedError
 from ocilab.model import Reference
+from ocilab.operations.builder import Builder
 from ocilab.stores.daemon import ENGINES, connect_engine
 from ocilab.stores.image import load_image
 from ocilab.stores.podman_service import ULIMITS

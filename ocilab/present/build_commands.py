@@ -43,7 +43,7 @@ def register(commands: Any, common: Callable[[argparse.ArgumentParser], None]) -
 
 
 def _build(args: argparse.Namespace) -> int:
-    from ocilab.engines.builder import assemble
+    from ocilab.operations.builder import assemble
     from ocilab.present.progress import observer
 
     config: dict[str, Any] = {}

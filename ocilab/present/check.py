@@ -225,7 +225,7 @@ def valid_image(answer: Any) -> Verdict:
 @_check
 def layout_gc_removes(answer: Any, layout: Path | str) -> Verdict:
     """Is ``answer`` the number of blobs the collector would remove from the OCI layout directory ``layout`` now?"""
-    from ocilab.engines.layout_gc import collect_layout
+    from ocilab.operations.layout_gc import collect_layout
 
     right = len(collect_layout(Path(layout), dry_run=True).removed)
     if isinstance(answer, bool) or not isinstance(answer, int):
@@ -247,7 +247,7 @@ def layout_gc_removes(answer: Any, layout: Path | str) -> Verdict:
 @_check
 def registry_blobs(answer: Any, data_dir: Path) -> Verdict:
     """Is ``answer`` the number of blob files in the storage of the registry serving ``data_dir``?"""
-    from ocilab.engines.registry_storage import storage_map
+    from ocilab.operations.registry_storage import storage_map
 
     right = len(storage_map(Path(data_dir)).blobs)
     if isinstance(answer, bool) or not isinstance(answer, int):

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ocilab.engines.layout_gc import collect_layout
-from ocilab.engines.registry_storage import RegistryStorage, storage_map
 from ocilab.model import mediatype as mt
+from ocilab.operations.layout_gc import collect_layout
+from ocilab.operations.registry_storage import RegistryStorage, storage_map
 from ocilab.present.text import human_size
 
 if TYPE_CHECKING:

@@ -125,7 +125,7 @@ def _positive(text: str) -> int:
 
 
 def _layers(args: argparse.Namespace) -> int:
-    from ocilab.engines.analysis import layer_summaries
+    from ocilab.operations.analysis import layer_summaries
 
     with _open(args.reference, args) as image:
         summaries = layer_summaries(image)
@@ -142,7 +142,7 @@ def _layers(args: argparse.Namespace) -> int:
 
 
 def _changes(args: argparse.Namespace) -> int:
-    from ocilab.engines.analysis import changes
+    from ocilab.operations.analysis import changes
 
     with _open(args.reference, args) as image:
         found = changes(image, args.layer, args.strict)
@@ -170,7 +170,7 @@ def _print_json_list(items: list[T], rows: Callable[[list[T]], list[dict[str, An
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from ocilab.engines.analysis import diff_images
+    from ocilab.operations.analysis import diff_images
 
     with _open(args.reference_a, args) as a, _open(args.reference_b, args) as b:
         document = diff_document(diff_images(a, b, args.strict))
@@ -203,7 +203,7 @@ def _size(value: int | None) -> str:
 
 
 def _efficiency(args: argparse.Namespace) -> int:
-    from ocilab.engines.analysis import efficiency
+    from ocilab.operations.analysis import efficiency
 
     thresholds = ("lowest_efficiency", "highest_wasted_bytes", "highest_wasted_percent")
     given = [f"--{name.replace('_', '-')}" for name in thresholds if getattr(args, name) is not None]

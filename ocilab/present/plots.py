@@ -17,20 +17,20 @@ import io
 import math
 from typing import TYPE_CHECKING, Any
 
-from ocilab.layers.compression import open_uncompressed
 from ocilab.model import mediatype as mt
 from ocilab.model.digest import CHUNK_SIZE
 from ocilab.present.graph import digest_graph
 from ocilab.present.text import human_size, shorten
 from ocilab.present.walk import walk
 from ocilab.stores.image import Image
+from ocilab.tar.compression import open_uncompressed
 
 if TYPE_CHECKING:
     import pandas
     from matplotlib.axes import Axes
     from matplotlib.axis import Axis
 
-    from ocilab.engines.registry_storage import RegistryStorage
+    from ocilab.operations.registry_storage import RegistryStorage
 
 _MAX_TICKS = 6
 __all__ = [

@@ -17,8 +17,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ocilab.engines.copy import CopyObserver
 from ocilab.model import Descriptor
+from ocilab.operations.copy import CopyObserver
 
 PROGRESS_ENV = "OCILAB_PROGRESS"
 _OFF = {"0", "off", "false", "no"}

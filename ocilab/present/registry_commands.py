@@ -17,8 +17,8 @@ from ocilab.present.text import human_size, print_json, table
 
 EXIT_OK = 0
 if TYPE_CHECKING:
-    from ocilab.engines.registry_server import RegistryServer
-    from ocilab.engines.registry_storage import Blob
+    from ocilab.operations.registry_server import RegistryServer
+    from ocilab.operations.registry_storage import Blob
 
 DIGEST_WIDTH = 19  # "sha256:" and 12 hex digits, as the layer tables show them
 
@@ -70,13 +70,13 @@ def port(text: str) -> int:
 
 
 def _data(args: argparse.Namespace) -> Path:
-    from ocilab.engines.registry_server import default_data_dir
+    from ocilab.operations.registry_server import default_data_dir
 
     return (args.data if args.data is not None else default_data_dir()).expanduser().resolve()
 
 
 def _up(args: argparse.Namespace) -> int:
-    from ocilab.engines.registry_server import RegistryServer, self_signed_certificate, write_htpasswd
+    from ocilab.operations.registry_server import RegistryServer, self_signed_certificate, write_htpasswd
 
     data = _data(args)
     server = RegistryServer.find(data)
@@ -128,7 +128,7 @@ def _describe(server: RegistryServer) -> None:
 
 
 def _down(args: argparse.Namespace) -> int:
-    from ocilab.engines.registry_server import RegistryServer
+    from ocilab.operations.registry_server import RegistryServer
 
     data = _data(args)
     server = RegistryServer.find(data)
@@ -145,8 +145,8 @@ def _down(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from ocilab.engines.registry_server import RegistryServer
-    from ocilab.engines.registry_storage import storage_map
+    from ocilab.operations.registry_server import RegistryServer
+    from ocilab.operations.registry_storage import storage_map
 
     data = _data(args)
     server = RegistryServer.find(data)
@@ -180,7 +180,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    from ocilab.engines.registry_storage import storage_map
+    from ocilab.operations.registry_storage import storage_map
 
     storage = storage_map(_data(args))
     if args.json:
@@ -228,7 +228,7 @@ def _state(blob: Blob) -> str:
 
 
 def _gc(args: argparse.Namespace) -> int:
-    from ocilab.engines.registry_storage import collect_garbage
+    from ocilab.operations.registry_storage import collect_garbage
 
     data = _data(args)
     collection = collect_garbage(data, dry_run=args.dry_run, delete_untagged=args.delete_untagged)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ocilab.engines.analysis import ImageDiff, LayerSummary
-from ocilab.layers.efficiency import Efficiency
-from ocilab.layers.merge import Change
 from ocilab.model import mediatype as mt
+from ocilab.operations.analysis import ImageDiff, LayerSummary
 from ocilab.stores.image import Image, ImageIndex
+from ocilab.tar.efficiency import Efficiency
+from ocilab.tar.merge import Change
 
 LAYER_COLUMNS = ["index", "digest", "diff_id", "size", "media_type", "created_by"]
 SUMMARY_COLUMNS = [*LAYER_COLUMNS, "added", "modified", "removed"]

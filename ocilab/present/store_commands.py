@@ -89,7 +89,7 @@ def _copy(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from ocilab.engines.remove import remove
+    from ocilab.operations.remove import remove
 
     removal = remove(args.reference, tls_verify=args.tls_verify == "true")
     if args.json:
@@ -103,7 +103,7 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _gc(args: argparse.Namespace) -> int:
-    from ocilab.engines.layout_gc import collect_layout
+    from ocilab.operations.layout_gc import collect_layout
 
     transport, _, path = args.reference.partition(":")
     if transport != "oci" or not path:

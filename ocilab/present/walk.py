@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ocilab.engines.analysis import layer_entries
-from ocilab.layers.entries import Entry
-from ocilab.layers.merge import Change, MergedFilesystem
+from ocilab.operations.analysis import layer_entries
 from ocilab.stores.image import Image
+from ocilab.tar.entries import Entry
+from ocilab.tar.merge import Change, MergedFilesystem
 
 
 @dataclass(frozen=True)

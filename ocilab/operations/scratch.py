@@ -12,9 +12,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from ocilab.engines.builder import Builder
 from ocilab.errors import ComponentUnavailableError
-from ocilab.layers.tarwriter import Symlink
+from ocilab.operations.builder import Builder
+from ocilab.tar.tarwriter import Symlink
 
 HOST_BUSYBOX = Path("/bin/busybox")
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, cast
 
 from ocilab.errors import UnsupportedError
-from ocilab.layers.compression import open_uncompressed
-from ocilab.layers.compressor import compress_stream
 from ocilab.model import Descriptor, Digest, Index, Manifest, Platform, VerifyingReader, build, parse_config, parse_root
 from ocilab.model import mediatype as mt
 from ocilab.stores.base import Store, Writer
 from ocilab.stores.image import DEFAULT_PLATFORM, ImageIndex
+from ocilab.tar.compression import open_uncompressed
+from ocilab.tar.compressor import compress_stream
 
 DEFAULT_WORKERS = 4
 OUTCOMES = ("copied", "skipped", "mounted")

@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ocilab.errors import InvalidInputError, NotFoundError
-from ocilab.layers.compression import detect, open_uncompressed
-from ocilab.layers.compressor import compress_stream
-from ocilab.layers.entries import OPAQUE_MARKER, WHITEOUT_PREFIX, normalise
 from ocilab.model.digest import CHUNK_SIZE, Digest, new_hasher
+from ocilab.tar.compression import detect, open_uncompressed
+from ocilab.tar.compressor import compress_stream
+from ocilab.tar.entries import OPAQUE_MARKER, WHITEOUT_PREFIX, normalise
 
 DIRECTORY_MODE = 0o755
 FILE_MODE = 0o644

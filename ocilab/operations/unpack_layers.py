@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from ocilab.engines.unpack import UnpackReport, unpack
 from ocilab.errors import InvalidInputError
+from ocilab.operations.unpack import UnpackReport, unpack
 from ocilab.stores.image import Image
 
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ocilab.engines.registry_server import RegistryServer
 from ocilab.errors import NotFoundError
 from ocilab.model import MAX_DOCUMENT_BYTES, Digest
 from ocilab.model import mediatype as mt
+from ocilab.operations.registry_server import RegistryServer
 
 if TYPE_CHECKING:
     import pandas

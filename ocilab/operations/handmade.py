@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from ocilab.errors import NotFoundError
-from ocilab.layers.compressor import compress_stream
-from ocilab.layers.tarwriter import Content, Memory, Stamp, plan_entries, write_entries
 from ocilab.model import Descriptor, Digest, Index, Manifest
 from ocilab.model.build import describe
 from ocilab.stores.transports import open_destination
+from ocilab.tar.compressor import compress_stream
+from ocilab.tar.tarwriter import Content, Memory, Stamp, plan_entries, write_entries
 
 BLOB = "application/octet-stream"
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ocilab.errors import NotFoundError, UnsupportedError
-from ocilab.layers.efficiency import Efficiency, measure
-from ocilab.layers.entries import Entry, read_layer
-from ocilab.layers.filediff import FileDifference, diff_files
-from ocilab.layers.merge import Change, MergedFilesystem
 from ocilab.model import Digest
 from ocilab.model import mediatype as mt
 from ocilab.stores.image import Image, Layer
+from ocilab.tar.efficiency import Efficiency, measure
+from ocilab.tar.entries import Entry, read_layer
+from ocilab.tar.filediff import FileDifference, diff_files
+from ocilab.tar.merge import Change, MergedFilesystem
 
 LayerCache = dict[Digest, list[Entry] | None]
 

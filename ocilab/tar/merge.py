@@ -7,7 +7,7 @@ own entries are laid on top. An entry that replaces a directory with
 anything else removes the directory's lower content. A path whose parents no
 layer listed gets them as implicit ``0755`` root-owned directories, as
 unpackers create them. Every entry lands where its directory resolves through
-symlinks inside the root (``ocilab.layers.resolve``), as umoci and containerd
+symlinks inside the root (``ocilab.tar.resolve``), as umoci and containerd
 put it. Within a layer, entries apply in path order (a directory before what
 is under it, so a symlink before the writes through it), hard links last.
 """
@@ -20,8 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from ocilab.errors import InvalidInputError
-from ocilab.layers.entries import Entry
-from ocilab.layers.resolve import resolve_directory, resolve_parent
+from ocilab.tar.entries import Entry
+from ocilab.tar.resolve import resolve_directory, resolve_parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,7 @@ class MergedFilesystem:
     def apply(self, entries: Iterable[Entry], strict: bool = False, what: str = "layer") -> list[Change]:
         """Lay one layer on top; the changes it makes, sorted by path.
 
-        Entries land where ``ocilab.layers.resolve`` puts them (symlinked
+        Entries land where ``ocilab.tar.resolve`` puts them (symlinked
         directories followed inside the root), and changes name those paths.
         InvalidInputError (naming ``what``) for a path under a regular file or
         device, a symlink loop, or a hard link whose target is not a regular file.

@@ -32,13 +32,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ocilab.engines.passwd import resolve_user
-from ocilab.engines.runtime_config import runtime_config
 from ocilab.errors import InvalidInputError, UnsafePathError, UnsupportedError
-from ocilab.layers.entries import Entry, Member, read_members
-from ocilab.layers.resolve import resolve_directory, resolve_parent
 from ocilab.model import mediatype as mt
+from ocilab.operations.passwd import resolve_user
+from ocilab.operations.runtime_config import runtime_config
 from ocilab.stores.image import Image
+from ocilab.tar.entries import Entry, Member, read_members
+from ocilab.tar.resolve import resolve_directory, resolve_parent
 
 DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 OPEN_DIRECTORIES = 64

@@ -20,9 +20,9 @@ import posixpath
 from collections.abc import Sequence
 from typing import Any
 
-from ocilab.engines.passwd import ProcessUser
 from ocilab.errors import ValidationError
 from ocilab.model import ImageConfig
+from ocilab.operations.passwd import ProcessUser
 
 OCI_VERSION = "1.0.2-dev"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

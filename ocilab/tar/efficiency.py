@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from ocilab.layers.merge import MergedFilesystem
+from ocilab.tar.merge import MergedFilesystem
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ocilab.engines.analysis import layer_entries
 from ocilab.errors import OcilabError, ValidationError
-from ocilab.layers.merge import MergedFilesystem
 from ocilab.model import Descriptor, Index, Manifest, parse_config, parse_root
 from ocilab.model import mediatype as mt
 from ocilab.model.jsondoc import Finding
+from ocilab.operations.analysis import layer_entries
 from ocilab.stores.base import Store
 from ocilab.stores.image import Image
 from ocilab.stores.layout import LayoutStore, open_layout
+from ocilab.tar.merge import MergedFilesystem
 
 LAYOUT_FILE = "oci-layout"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ocilab.layers.entries import Entry
-from ocilab.layers.merge import differs
+from ocilab.tar.entries import Entry
+from ocilab.tar.merge import differs
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ocilab.engines.registry_server import find_registry_binary
 from ocilab.errors import ComponentUnavailableError
+from ocilab.operations.registry_server import find_registry_binary
 from ocilab.stores.daemon import engine_host
 from ocilab.stores.podman_service import SERVICE_FLAGS, answers, podman_host
 
@@ -79,6 +79,10 @@ def doctor(engine_timeout: float = ENGINE_TIMEOUT) -> list[ComponentStatus]:
         probe_busybox(),
     ]
     statuses += [probe_python_package(name) for name in PYTHON_PACKAGES]
+    if os.getuid() != 0:  # a learner: can the rootless toolchain run here?
+        from ocilab.workshop.rootless import probe_rootless as probe_learner
+
+        statuses += probe_learner()
     return statuses
 
 

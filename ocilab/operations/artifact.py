@@ -20,11 +20,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from ocilab.engines.copy import CopyObserver, copy_image
 from ocilab.errors import InvalidInputError, NotFoundError, UnsupportedError
 from ocilab.model import Descriptor, Digest, Manifest, Reference
 from ocilab.model import mediatype as mt
 from ocilab.model.build import build_manifest, describe, encode
+from ocilab.operations.copy import CopyObserver, copy_image
 from ocilab.stores.base import Store
 from ocilab.stores.transports import open_destination, open_store, split_transport
 

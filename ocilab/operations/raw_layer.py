@@ -14,12 +14,12 @@ import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ocilab.engines.builder import host_architecture
-from ocilab.engines.handmade import compress, descriptor_of, write_image
 from ocilab.errors import InvalidInputError
 from ocilab.model import Digest
 from ocilab.model import mediatype as mt
 from ocilab.model.build import build_manifest, config_document, encode
+from ocilab.operations.builder import host_architecture
+from ocilab.operations.handmade import compress, descriptor_of, write_image
 
 _TYPES = {"file": tarfile.REGTYPE, "dir": tarfile.DIRTYPE, "symlink": tarfile.SYMTYPE, "hardlink": tarfile.LNKTYPE}
 

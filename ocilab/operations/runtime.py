@@ -31,16 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ocilab.engines.copy import copy_image
-from ocilab.engines.unpack import unpack
 from ocilab.errors import ComponentUnavailableError, InvalidInputError, OcilabError
 from ocilab.model import Platform
+from ocilab.operations.copy import copy_image
+from ocilab.operations.unpack import unpack
 from ocilab.stores.image import load_image
 from ocilab.stores.transports import open_destination, open_store
 
 PR_SET_CHILD_SUBREAPER = 36
 ENGINES = ("runc", "docker", "podman")
-SHIM = "import sys; from ocilab.engines.runtime import shim; sys.exit(shim(sys.argv[1:]))"
+SHIM = "import sys; from ocilab.operations.runtime import shim; sys.exit(shim(sys.argv[1:]))"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ Labels, ExposedPorts, Volumes, StopSignal), ``history``, ``annotate`` and
 ``for_platform``. Each step records one history entry (a config step one per
 field, as Dockerfile instructions do); only layer steps make layers.
 
-Reproducible by default (``ocilab.layers.tarwriter``): sorted entries, owner
+Reproducible by default (``ocilab.tar.tarwriter``): sorted entries, owner
 0:0, mtimes clamped to ``SOURCE_DATE_EPOCH`` (default 0), ``created`` from it,
 deterministic gzip/zstd, and history that names sources by their base name
 only, so the same inputs give the same digests in any directory.
@@ -35,11 +35,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ocilab.engines.copy import CopyObserver, copy_image
 from ocilab.errors import InvalidInputError, ValidationError
-from ocilab.layers.entries import read_layer
-from ocilab.layers.merge import MergedFilesystem
-from ocilab.layers.tarwriter import (
+from ocilab.model import Descriptor, Digest, Platform, build
+from ocilab.model import mediatype as mt
+from ocilab.operations.copy import CopyObserver, copy_image
+from ocilab.stores.base import Store
+from ocilab.stores.image import load_image
+from ocilab.stores.transports import open_destination, open_store
+from ocilab.tar.entries import read_layer
+from ocilab.tar.merge import MergedFilesystem
+from ocilab.tar.tarwriter import (
     Content,
     Copy,
     Delta,
@@ -56,11 +61,6 @@ from ocilab.layers.tarwriter import (
     write_entries,
     write_layer,
 )
-from ocilab.model import Descriptor, Digest, Platform, build
-from ocilab.model import mediatype as mt
-from ocilab.stores.base import Store
-from ocilab.stores.image import load_image
-from ocilab.stores.transports import open_destination, open_store
 
 EPOCH_ENV = "SOURCE_DATE_EPOCH"
 COMPRESSIONS = ("gzip", "zstd")

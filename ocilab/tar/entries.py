@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from ocilab.errors import InvalidInputError, VerificationError
-from ocilab.layers.compression import open_uncompressed
-from ocilab.layers.tarstream import Content, TarHeader, read_tar
 from ocilab.model.digest import ByteSource, Digest, new_hasher
+from ocilab.tar.compression import open_uncompressed
+from ocilab.tar.tarstream import Content, TarHeader, read_tar
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
