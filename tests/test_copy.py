@@ -7,6 +7,7 @@ these tests need no engine; the docker-daemon pairs need the real one.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -300,3 +301,30 @@ def test_an_artifact_copied_into_a_layout_is_listed_with_its_type(image: RandomI
     (entry,) = json.loads((destination / "index.json").read_text())["manifests"]
     assert entry["digest"] == str(attached.digest)
     assert entry["artifactType"] == "application/spdx+json"
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["tar", "tar.gz"])
+def test_archive_members_read_by_many_threads_at_once_stay_intact(tmp_path: Path, compressed: bool) -> None:
+    """The copy engine reads blobs in parallel: every member of an archive must read whole and right."""
+    import tarfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ocilab.stores.tree import TarTree
+
+    contents = {f"blob-{n}": bytes([n]) * (300_000 + n) for n in range(8)}
+    archive = tmp_path / ("members.tar.gz" if compressed else "members.tar")
+    with tarfile.open(archive, "w:gz" if compressed else "w") as tar:
+        for name, data in contents.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    tree = TarTree(archive)
+
+    def read(name: str) -> bool:
+        with tree.open(name) as stream:
+            chunks = iter(lambda: stream.read(4096), b"")
+            return b"".join(chunks) == contents[name]
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(read, list(contents) * 6))
+    tree.close()

@@ -9,13 +9,15 @@ opened as streams: nothing is read whole unless asked for with a cap.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import posixpath
 import stat
 import tarfile
+import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 from ocilab.errors import InvalidInputError, NotFoundError, UnsafePathError
 from ocilab.model.digest import read_capped
@@ -118,6 +120,7 @@ class TarTree(Tree):
 
     def __init__(self, path: Path) -> None:
         self.name = str(path)
+        self._path = path
         try:
             self._tar = tarfile.open(path, "r:*")
         except FileNotFoundError:
@@ -134,6 +137,10 @@ class TarTree(Tree):
         except tarfile.TarError as error:
             self._tar.close()
             raise InvalidInputError(f"{path}: corrupt tar archive ({error})") from None
+        # Members of a plain tar are read through their own file descriptors, so several threads (the copy
+        # engine's parallel blobs) can read at once; a compressed archive has one stream, read under a lock.
+        self._plain = self._tar.fileobj is not None and type(self._tar.fileobj) is io.BufferedReader
+        self._lock = threading.Lock()
 
     def _member(self, path: str) -> tarfile.TarInfo:
         relative = confined(path, self.name)
@@ -161,10 +168,14 @@ class TarTree(Tree):
         return member
 
     def open(self, path: str) -> BinaryIO:
-        stream = self._tar.extractfile(self._regular(path))
+        member = self._regular(path)
+        if self._plain and not member.issparse():
+            return cast(BinaryIO, io.BufferedReader(_MemberSlice(self._path, member.offset_data, member.size)))
+        with self._lock:
+            stream = self._tar.extractfile(member)
         if stream is None:
             raise InvalidInputError(f"{self.name}: {path} cannot be read from the archive")
-        return stream  # type: ignore[return-value]
+        return cast(BinaryIO, _Locked(stream, self._lock))
 
     def exists(self, path: str) -> bool:
         try:
@@ -178,3 +189,48 @@ class TarTree(Tree):
 
     def close(self) -> None:
         self._tar.close()
+
+
+class _MemberSlice(io.RawIOBase):
+    """``size`` bytes of the file at ``path`` from ``offset``, through a file descriptor of its own."""
+
+    def __init__(self, path: Path, offset: int, size: int) -> None:
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self._offset = offset
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = os.pread(self._fd, min(len(buffer), self._left), self._offset)
+        buffer[: len(data)] = data
+        self._offset += len(data)
+        self._left -= len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
+class _Locked(io.RawIOBase):
+    """A member stream of a compressed archive: every read holds the archive's lock (its stream is shared)."""
+
+    def __init__(self, inner: Any, lock: threading.Lock) -> None:
+        self._inner = inner
+        self._lock = lock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        with self._lock:
+            data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
