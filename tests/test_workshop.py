@@ -31,7 +31,10 @@ from tests.conftest import require
 from tests.workshop_lessons import PAGE, Lessons, run_lessons
 
 ACCOUNT_FILES = [Path(f"/etc/{name}") for name in ("passwd", "group", "shadow", "gshadow", "subuid", "subgid")]
-SHARED_DIRECTORIES = [Path(path) for path in ("/tmp", "/var/tmp", "/dev/shm", "/run/user", "/home", "/var/mail")]
+# Compared entry by entry before and after (others' work on the machine does not touch these) ...
+OWN_DIRECTORIES = [Path(path) for path in ("/run/user", "/home", "/var/mail")]
+# ... and searched for anything a learner owns (other people's temporary files come and go meanwhile).
+SHARED_DIRECTORIES = [*OWN_DIRECTORIES, *(Path(path) for path in ("/tmp", "/var/tmp", "/dev/shm", "/run"))]
 LEARNERS = 3
 
 
@@ -52,7 +55,7 @@ def machine() -> dict[str, Any]:
     chains = subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout
     return {
         "accounts": {str(path): sorted(path.read_text().splitlines()) for path in ACCOUNT_FILES if path.exists()},
-        "entries": {str(path): sorted(os.listdir(path)) for path in SHARED_DIRECTORIES if path.is_dir()},
+        "entries": {str(path): sorted(os.listdir(path)) for path in OWN_DIRECTORIES if path.is_dir()},
         "chains": sorted(line for line in chains.splitlines() if line.startswith("-N")),
     }
 
@@ -205,6 +208,15 @@ def test_a_learner_cannot_run_the_instructors_commands(workshop: Workshop, kerne
     assert answer == "ocilab: `ocilab workshop down` must run as root: it manages unix users"
 
 
+def test_doctor_as_a_learner_says_the_rootless_toolchain_works(kernels: dict[str, Any]) -> None:
+    code = "import json, ocilab; print(json.dumps(ocilab.doctor().set_index('name')['working'].to_dict()))"
+    working = json.loads(next(iter(kernels.values())).execute(code).stdout)
+    assert {name: working.get(name) for name in ("runc-rootless", "skopeo-auth", "podman-rootless", "registry")} == {
+        "runc-rootless": True, "skopeo-auth": True, "podman-rootless": True, "registry": True
+    }  # fmt: skip
+    assert working["docker-engine"] is False  # no Docker socket for learners
+
+
 def test_learners_have_their_own_environment_and_no_registry_variables(
     workshop: Workshop, kernels: dict[str, Any]
 ) -> None:
@@ -272,7 +284,7 @@ def test_down_purge_leaves_the_machine_as_it_found_it(workshop: Workshop) -> Non
     assert after == workshop.before
     leftovers = [
         entry
-        for directory in (*SHARED_DIRECTORIES, Path("/run"))
+        for directory in SHARED_DIRECTORIES
         for entry in (directory.iterdir() if directory.is_dir() else [])
         if entry.lstat().st_uid in uids
     ]
