@@ -84,6 +84,7 @@ def test_a_malformed_label_is_refused_before_the_engine_is_asked(bad: str, monke
 
 def test_without_an_engine_a_cell_says_what_it_would_show(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    monkeypatch.setenv("CONTAINER_HOST", "unix:///nonexistent/podman.sock")  # nor Podman
     with pytest.raises(ComponentUnavailableError):
         images("org.ocilab.test")
     shown = if_engine(ocilab.remove, "docker-daemon:ocilab-test/none:1", otherwise="It would untag the image.")

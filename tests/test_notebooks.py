@@ -32,7 +32,12 @@ def passed(process: subprocess.Popen[str]) -> tuple[bool, str]:
 @pytest.mark.parametrize("notebook", ALL, ids=lambda path: path.name)
 def test_notebook_runs_without_an_engine(notebook: Path, tmp_path: Path) -> None:
     ok, output = passed(
-        nbval(notebook, DOCKER_HOST="unix:///nonexistent/docker.sock", OCILAB_WORKSPACE=str(tmp_path / "ocilab-lab"))
+        nbval(
+            notebook,
+            DOCKER_HOST="unix:///nonexistent/docker.sock",  # no Docker engine, and no Podman either (as on Binder)
+            CONTAINER_HOST="unix:///nonexistent/podman.sock",
+            OCILAB_WORKSPACE=str(tmp_path / "ocilab-lab"),
+        )
     )
     assert ok, output
 
