@@ -23,12 +23,8 @@ HELLO = {"/hello.txt": b"hello\n"}
 def image_parts(files: dict[str, bytes], architecture: str = "amd64") -> tuple[ocilab.model.Manifest, bytes, bytes]:
     tar = handmade.layer_tar(files)
     blob = handmade.compress(tar)
-    config = build.encode(
-        build.config_document(architecture=architecture, os="linux", diff_ids=[str(Digest.of_bytes(tar))])
-    )
-    manifest = build.build_manifest(
-        handmade.descriptor_of(config, mediatype.OCI_CONFIG), [handmade.descriptor_of(blob, mediatype.OCI_LAYER_GZIP)]
-    )
+    config = handmade.config([Digest.of_bytes(tar)], architecture=architecture)
+    manifest = handmade.manifest(config, [handmade.descriptor_of(blob, mediatype.OCI_LAYER_GZIP)])
     return manifest, blob, config
 
 
@@ -42,7 +38,7 @@ def test_a_layer_tar_is_reproducible_and_gnu_tar_reads_it(tmp_path: Path) -> Non
 
 
 def test_the_hand_made_busybox_layer_is_the_builders_layer_0(tmp_path: Path) -> None:
-    tar = handmade.layer_tar({"/bin/busybox": File(Path("/bin/busybox").read_bytes(), mode=0o755)})
+    tar = handmade.layer_tar({"/bin/busybox": handmade.host_file("/bin/busybox")})
     image = ocilab.open(f"oci:{ocilab.busybox_layout(tmp_path / 'busybox', tag='1')}:1")
     assert image.layers[0].diff_id == Digest.of_bytes(tar)
     assert image.layers[0].digest == Digest.of_bytes(handmade.compress(tar))
@@ -57,6 +53,37 @@ def test_the_gzip_blob_is_gzip_of_the_tar_with_no_name_and_no_mtime() -> None:
     assert handmade.compress(tar, "none") == tar
     with pytest.raises(ocilab.OcilabError, match="gzip, zstd or none"):
         handmade.compress(tar, "bzip2")
+
+
+def test_a_host_file_keeps_its_bytes_and_mode_and_a_missing_one_is_named(tmp_path: Path) -> None:
+    script = tmp_path / "run.sh"
+    script.write_bytes(b"#!/bin/sh\n")
+    script.chmod(0o750)
+    assert handmade.host_file(script) == File(b"#!/bin/sh\n", mode=0o750)
+    (tmp_path / "layer.tar").write_bytes(handmade.layer_tar({"/run.sh": handmade.host_file(script)}))
+    assert run("tar", "-tvf", tmp_path / "layer.tar").stdout.startswith("-rwxr-x---")
+    with pytest.raises(InvalidInputError, match="absent: cannot read it"):
+        handmade.host_file(tmp_path / "absent")
+
+
+def test_config_and_manifest_are_the_documents_build_writes() -> None:
+    tar = handmade.layer_tar(HELLO)
+    blob = handmade.compress(tar)
+    config = handmade.config([Digest.of_bytes(tar)], architecture="arm64", cmd=["/bin/cat", "/hello.txt"])
+    assert config == build.encode(
+        build.config_document(
+            architecture="arm64",
+            os="linux",
+            diff_ids=[str(Digest.of_bytes(tar))],
+            config={"Cmd": ["/bin/cat", "/hello.txt"]},
+        )
+    )
+    assert "config" not in json.loads(handmade.config([]))  # no cmd, no config object
+    layer = handmade.descriptor_of(blob, mediatype.OCI_LAYER_GZIP)
+    manifest = handmade.manifest(config, [layer])
+    assert manifest.config == handmade.descriptor_of(config, mediatype.OCI_CONFIG) and manifest.layers == (layer,)
+    with pytest.raises(ocilab.OcilabError, match="linux-amd64"):
+        handmade.index({"linux-amd64": manifest})
 
 
 def test_a_descriptor_names_the_bytes() -> None:
@@ -78,13 +105,13 @@ def test_write_image_makes_a_layout_skopeo_reads_and_validate_accepts(tmp_path: 
 def test_an_index_with_a_shared_layer_stores_it_once(tmp_path: Path) -> None:
     amd, blob, amd_config = image_parts(HELLO)
     arm, _, arm_config = image_parts(HELLO, "arm64")
-    index = build.build_index(
-        [
-            build.describe(amd, platform=Platform("linux", "amd64")),
-            build.describe(arm, platform=Platform("linux", "arm64")),
-        ]
-    )
-    reference = handmade.write_image(f"oci:{tmp_path / 'multi'}:1", index, blob, amd_config, arm_config, amd, arm)
+    index = handmade.index({"linux/amd64": amd, "linux/arm64": arm})
+    assert [(entry.digest, entry.platform) for entry in index.manifests] == [
+        (amd.digest, Platform("linux", "amd64")),
+        (arm.digest, Platform("linux", "arm64")),
+    ]
+    amd64_parts, arm64_parts = [amd, amd_config, blob], [arm, arm_config, blob]  # the notebook's way: blob given twice
+    reference = handmade.write_image(f"oci:{tmp_path / 'multi'}:1", index, *amd64_parts, *arm64_parts)
     assert len(list((tmp_path / "multi" / "blobs" / "sha256").iterdir())) == 6  # 1 layer, 2 configs, 2 manifests, index
     assert ocilab.open(reference, platform="linux/arm64").manifest_digest == arm.digest
     assert ocilab.validate(reference).ok
@@ -92,8 +119,8 @@ def test_an_index_with_a_shared_layer_stores_it_once(tmp_path: Path) -> None:
 
 def test_a_wrong_diff_id_is_written_and_validation_names_the_layer(tmp_path: Path) -> None:
     manifest, blob, _ = image_parts(HELLO)
-    wrong = build.encode(build.config_document(architecture="amd64", os="linux", diff_ids=[str(Digest.of_bytes(blob))]))
-    broken = build.build_manifest(handmade.descriptor_of(wrong, mediatype.OCI_CONFIG), manifest.layers)
+    wrong = handmade.config([Digest.of_bytes(blob)])
+    broken = handmade.manifest(wrong, manifest.layers)
     reference = handmade.write_image(f"oci:{tmp_path / 'broken'}:1", broken, blob, wrong)
     problems = ocilab.validate(reference).problems
     assert len(problems) == 1 and problems[0].startswith("layers[0]:") and "diff_id" in problems[0]

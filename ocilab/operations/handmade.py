@@ -9,15 +9,17 @@ writing the parts to any store through its Writer (every blob verified on the wa
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from ocilab.errors import NotFoundError
-from ocilab.model import Descriptor, Digest, Index, Manifest
-from ocilab.model.build import describe
+from ocilab.errors import InvalidInputError, NotFoundError
+from ocilab.model import Descriptor, Digest, Index, Manifest, Platform
+from ocilab.model import mediatype as mt
+from ocilab.model.build import build_index, build_manifest, config_document, describe, encode
 from ocilab.stores.transports import open_destination
 from ocilab.tar.compressor import compress_stream
-from ocilab.tar.tarwriter import Content, Memory, Stamp, plan_entries, write_entries
+from ocilab.tar.tarwriter import Content, File, Memory, Stamp, plan_entries, write_entries
 
 BLOB = "application/octet-stream"
 
@@ -33,6 +35,15 @@ def layer_tar(files: Mapping[str, Content]) -> bytes:
     return out.getvalue()
 
 
+def host_file(path: str | Path) -> File:
+    """The file at ``path`` on this machine, with its permission bits, ready for ``layer_tar``."""
+    try:
+        file = Path(path)
+        return File(file.read_bytes(), mode=file.stat().st_mode & 0o7777)
+    except OSError as error:
+        raise InvalidInputError(f"{path}: cannot read it ({error.strerror})") from None
+
+
 def compress(data: bytes, compression: str = "gzip") -> bytes:
     """``data`` compressed as ``"gzip"``, ``"zstd"`` or ``"none"``, deterministically (no name, no mtime)."""
     out = io.BytesIO()
@@ -46,6 +57,29 @@ def descriptor_of(data: bytes, media_type: str, **extras: Any) -> Descriptor:
     ``extras`` are further Descriptor fields, such as ``platform=``.
     """
     return Descriptor(media_type, Digest.of_bytes(data), len(data), **extras)
+
+
+def config(
+    diff_ids: Sequence[Digest | str], *, architecture: str = "amd64", os: str = "linux", cmd: Sequence[str] = ()
+) -> bytes:
+    """The stored bytes of an image config: the layers' ``diff_ids`` bottom first, the platform, ``cmd`` if given."""
+    document = config_document(
+        architecture=architecture,
+        os=os,
+        diff_ids=[str(diff_id) for diff_id in diff_ids],
+        config={"Cmd": list(cmd)} if cmd else None,
+    )
+    return encode(document)
+
+
+def manifest(config: bytes, layers: Sequence[Descriptor]) -> Manifest:
+    """The OCI manifest of an image: ``config`` (its stored bytes) and the ``layers``' descriptors, bottom first."""
+    return build_manifest(descriptor_of(config, mt.OCI_CONFIG), layers)
+
+
+def index(platforms: Mapping[str, Manifest]) -> Index:
+    """An OCI index listing each manifest under its platform (``{"linux/amd64": manifest, ...}``), in that order."""
+    return build_index([describe(document, platform=Platform.parse(name)) for name, document in platforms.items()])
 
 
 def write_image(destination: str, root: Manifest | Index, *parts: bytes | Manifest | Index) -> str:
