@@ -144,6 +144,7 @@ class _Copier:
         self.documents: dict[Digest, Manifest | Index] = {}
         self.plans: dict[Digest, _LayerPlan] = {}
         self.sent: dict[Digest, Descriptor] = {}  # source blob digest -> descriptor at the destination
+        self.recompressed: dict[Digest, str] = {}  # source layer digest -> its note, reported in layer order
         self._lock = threading.Lock()
 
     def choose_root(self, platform: Platform | None, all_platforms: bool) -> Descriptor:
@@ -186,6 +187,9 @@ class _Copier:
                 future.cancel()
             for future in done:
                 future.result()
+        self.report.notes += [
+            self.recompressed[p.descriptor.digest] for p in plans if p.descriptor.digest in self.recompressed
+        ]
 
     def write_documents(self, descriptor: Descriptor) -> Descriptor:
         """Put ``descriptor``'s document (converted where planned) after its children; its destination descriptor."""
@@ -330,7 +334,7 @@ class _Copier:
                 self.destination.put_blob(descriptor, spool)
                 outcome = "copied"
         with self._lock:
-            self.report.notes.append(
+            self.recompressed[source.digest] = (
                 f"layer {source.digest} recompressed {plan.source_compression} -> {plan.target} as {digest}"
             )
         self._done(source, descriptor, outcome)

@@ -75,6 +75,19 @@ class RunResult:
             "lifecycle": [step.to_json() for step in self.lifecycle],
         }
 
+    def summary(self) -> str:
+        """A few lines for a reader: the engine and exit code, then each output stream that is not empty, indented."""
+        lines = [f"{self.engine}: exit code {self.exit_code}"]
+        if self.lifecycle:
+            lines.append("states: " + " -> ".join(step.status for step in self.lifecycle))
+        for name, text in (("stdout", self.stdout), ("stderr", self.stderr)):
+            if text:
+                lines += [f"{name}:", *(f"  {line}" for line in text.rstrip("\n").split("\n"))]
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.summary())
+
 
 def runc_binary() -> str:
     """The runc executable; ComponentUnavailableError when it is not installed."""

@@ -226,7 +226,8 @@ class _Rootfs:
         source_directory = self._directory(source_parent, where, create=False)
         found = None if source_directory < 0 else _lstat(source_directory, source_name)
         if found is None:
-            raise UnsafePathError(f"{where}: hard link to {entry.link}, which is not in the rootfs (at {source})")
+            resolved = "" if source == entry.link else f" (resolved to {source})"
+            raise UnsafePathError(f"{where}: hard link to {entry.link}, which is not in the rootfs{resolved}")
         if stat.S_ISDIR(found.st_mode):
             raise UnsafePathError(f"{where}: hard link to {entry.link}, a directory; refusing it")
         directory = self._directory(posixpath.dirname(target), where, create=True)

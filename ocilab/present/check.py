@@ -18,6 +18,7 @@ import functools
 import html
 import json
 import os
+import posixpath
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,13 +29,14 @@ from typing import Any, TypeVar
 from ocilab.model import Digest
 from ocilab.present.text import shorten
 from ocilab.stores.image import Image
+from ocilab.tar.resolve import resolve_parent
 
 EXERCISES: dict[str, tuple[str, ...]] = {
     "00-welcome": ("digest_of", "layer_count", "config_digest"),
     "05-deletion-and-gc": ("layer_digest", "layout_gc_removes"),
     "01-image-spec": ("diff_id", "blob_count", "valid_image"),
     "03-registry": ("manifest_digest", "registry_blobs", "same_image"),
-    "02-building": ("layer_count", "wastes_nothing"),
+    "02-building": ("layer_count", "wasted_bytes", "wastes_nothing"),
     "06-beyond": ("referrers_tag", "layout_gc_removes", "changes_only"),
     "04-runtime-bundle": ("process_uid", "landed_at", "runs_as"),
 }
@@ -278,6 +280,23 @@ def same_image(answer: Any, reference: str) -> Verdict:
 
 
 @_check
+def wasted_bytes(answer: Any, image: Image | str) -> Verdict:
+    """Is ``answer`` the number of bytes ``image``'s layers ship that a later layer hides or removes?"""
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        raise _Wrong(f"Answer with a whole number of bytes, like 1024, not {shorten(repr(answer), 40)}.")
+    from ocilab.api import efficiency
+
+    right = int(efficiency(image).attrs["wasted_bytes"])
+    if answer == right:
+        return Verdict(True, f"Right: {right} bytes ship in a layer and no container sees them.")
+    side = "fewer" if answer > right else "more"
+    raise _Wrong(
+        f"Not {answer}: there are {side}. A file that a later layer replaces or deletes still ships,"
+        " whole, in the layer that added it; ocilab.efficiency(image) lists them."
+    )
+
+
+@_check
 def wastes_nothing(answer: Any, base: Image | str) -> Verdict:
     """Does the reference ``answer`` name an image built on ``base`` (its layers first, one or more of its own)
     in which no layer ships bytes that a later layer hides or removes?"""
@@ -374,9 +393,15 @@ def process_uid(answer: Any, bundle: Path | str) -> Verdict:
     )
 
 
+def _link_in(rootfs: Path, path: str) -> str | None:
+    """The target of the symlink at ``path`` (``/...``) inside ``rootfs``, or None (a ``ReadLink``)."""
+    where = rootfs / path.lstrip("/")
+    return os.readlink(where) if where.is_symlink() else None
+
+
 @_check
 def landed_at(answer: Any, bundle: Path | str, name: str) -> Verdict:
-    """Is ``answer`` the path, inside ``bundle``'s rootfs (``/...``), of the one file called ``name`` there?"""
+    """Does ``answer`` (``/...``, links followed inside ``bundle``'s rootfs) name the file called ``name`` there?"""
     if not isinstance(answer, str):
         raise _Wrong(f"Answer with a path inside the rootfs, like '/etc/hosts', not {shorten(repr(answer), 40)}.")
     _runtime_process(bundle)
@@ -389,10 +414,15 @@ def landed_at(answer: Any, bundle: Path | str, name: str) -> Verdict:
     )
     if not found:
         raise _Wrong(f"There is no file called {name} in {rootfs}: unpack the image first (the cell above).")
-    if answer.strip() in found:
-        return Verdict(True, f"Right: {answer.strip()}, inside the bundle; '/' in a link means the rootfs's root.")
-    if answer.strip().startswith(str(rootfs)):
+    path = answer.strip()
+    if path.startswith(str(rootfs)):
         raise _Wrong("Give the path as the container sees it, starting at the rootfs's '/', not the host's path.")
+    if not path.startswith("/"):
+        raise _Wrong(
+            f"Start the path with '/', the rootfs's root, as the container sees it: not {shorten(path, 40)!r}."
+        )
+    if resolve_parent(posixpath.normpath(path), functools.partial(_link_in, rootfs), "answer") in found:
+        return Verdict(True, f"Right: {path}, inside the bundle; '/' in a link means the rootfs's root.")
     raise _Wrong(
         f"Not {shorten(answer, 40)}. The unpacker follows the link inside the rootfs: '/' there is the rootfs's root."
     )

@@ -52,7 +52,7 @@ def config_changes(diff: pandas.DataFrame, width: int = 50) -> pandas.DataFrame:
     """
     import pandas
 
-    rows = {key: _difference(change["a"], change["b"]) for key, change in diff.attrs["config"].items()}
+    rows = {key: difference(change["a"], change["b"]) for key, change in diff.attrs["config"].items()}
     cut = {key: [shorten(side, width) for side in sides] for key, sides in rows.items()}
     return pandas.DataFrame.from_dict(cut, orient="index", columns=["only in A", "only in B"]).rename_axis("key")
 
@@ -89,8 +89,14 @@ def _compression(media_type: str) -> str:
     return mt.layer_compression(media_type) or media_type
 
 
-def _difference(a: Any, b: Any) -> tuple[str, str]:
-    """What only ``a`` has and what only ``b`` has, as text: items of lists and mappings, else the values."""
+def difference(a: Any, b: Any) -> tuple[str, str]:
+    """What only ``a`` has and what only ``b`` has, as text: items of lists and mappings, else the values.
+
+    A missing side (None) beside a list or mapping counts as an empty one. An empty side is ``""``;
+    items are joined with ``, ``.
+    """
+    a = type(b)() if a is None and isinstance(b, list | dict) else a
+    b = type(a)() if b is None and isinstance(a, list | dict) else b
     if isinstance(a, list) and isinstance(b, list):
         return _items([item for item in a if item not in b]), _items([item for item in b if item not in a])
     if isinstance(a, dict) and isinstance(b, dict):

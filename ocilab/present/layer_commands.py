@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ocilab.model import mediatype as mt
+from ocilab.present.compare import difference
 from ocilab.present.rows import SIZED_TYPES, change_rows, diff_document, efficiency_document, summary_rows
 from ocilab.present.text import human_size, parse_size, print_json, shorten, table
 
@@ -181,9 +182,10 @@ def _diff(args: argparse.Namespace) -> int:
         (MARKS[f["change"]], f["type"], _size(f["size_a"]), _size(f["size_b"]), f["path"]) for f in document["files"]
     ], max_width=120))  # fmt: skip
     if document["config"]:
-        print("\nconfig:")
+        print("\nconfig (what only A has -> what only B has):")
         for key, values in document["config"].items():
-            before, after = (shorten(json.dumps(values[side]), CONFIG_VALUE_WIDTH) for side in ("a", "b"))
+            sides = difference(values["a"], values["b"])
+            before, after = (shorten(side, CONFIG_VALUE_WIDTH) or "(none)" for side in sides)
             print(f"  {key}: {before} -> {after}")
     layers = document["layers"]
     counts = (len(layers["shared"]), len(layers["only_a"]), len(layers["only_b"]))

@@ -209,7 +209,9 @@ def _ls(args: argparse.Namespace) -> int:
         for b in storage.blobs
     ], max_width=60))  # fmt: skip
     if storage.dangling:
-        print(f"\n{len(storage.dangling)} links point at blobs that are gone (the collector removes blobs, not links)")
+        count = len(storage.dangling)
+        links = "1 link points at a blob that is" if count == 1 else f"{count} links point at blobs that are"
+        print(f"\n{links} gone: the collector removes blobs, not the links a repository keeps to them")
     return EXIT_OK
 
 
