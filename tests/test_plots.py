@@ -94,6 +94,18 @@ def test_byte_axes_tick_at_powers_of_two_in_binary_units(busybox: ocilab.Image) 
     assert labels[0] == "0" and all(re.fullmatch(r"\d+(\.\d+)? (B|KiB|MiB|GiB)", text) for text in labels[1:])
 
 
+@pytest.mark.parametrize("size", [(8.0, 3.0), (5.0, 3.0), (4.0, 3.0)])
+def test_byte_tick_labels_never_overlap_however_narrow(busybox: ocilab.Image, size: tuple[float, float]) -> None:
+    ax = plots.wasted_space(busybox, ax=Figure(figsize=size, layout="constrained").add_subplot())
+    figure = ax.get_figure(root=True)
+    figure.savefig(io.BytesIO(), format="png")  # type: ignore[union-attr]
+    boxes = [label.get_window_extent() for label in ax.get_xticklabels() if label.get_text()]
+    assert len(boxes) >= 2
+    gaps = [right.x0 - left.x1 for left, right in zip(boxes, boxes[1:], strict=False)]
+    em = ax.xaxis.get_ticklabels()[0].get_fontsize() * figure.dpi / 72  # type: ignore[union-attr]
+    assert min(gaps) >= em, gaps  # at least a font size of white between two labels
+
+
 @pytest.mark.parametrize(
     ("value", "text"), [(0, "0"), (512, "512 B"), (262144, "256 KiB"), (1572864, "1.5 MiB"), (2**30, "1 GiB")]
 )

@@ -88,17 +88,26 @@ def round_size(value: float) -> str:
 
 
 def binary_ticks(axis: Axis) -> None:
-    """Tick a byte axis at multiples of a power of two (at most six ticks), labelled in binary units."""
+    """Tick a byte axis at multiples of a power of two, labelled in binary units.
+
+    At most six ticks, and no more than fit side by side: a label such as
+    ``512 KiB`` is given five font sizes of room along an x axis.
+    """
+    from matplotlib.axis import XAxis
     from matplotlib.ticker import FuncFormatter, Locator
 
     class PowerOfTwoLocator(Locator):
+        most = _MAX_TICKS
+
         def __call__(self) -> Any:
-            low, high = self.axis.get_view_interval()  # type: ignore[union-attr]
+            room = axis.get_tick_space() * 3 // (5 if isinstance(axis, XAxis) else 3)  # it gives 3 font sizes
+            self.most = max(2, min(_MAX_TICKS, room))
+            low, high = axis.get_view_interval()
             return self.tick_values(low, high)
 
         def tick_values(self, vmin: float, vmax: float) -> Any:
             low, high = sorted((max(vmin, 0.0), max(vmax, 0.0)))
-            step = 2.0 ** max(0, math.ceil(math.log2(max(high, 1.0) / _MAX_TICKS)))
+            step = 2.0 ** max(0, math.ceil(math.log2(max(high, 1.0) / self.most)))
             first = math.ceil(low / step)
             return [step * n for n in range(first, int(high // step) + 1)]
 
@@ -207,7 +216,7 @@ def wasted_space(image: Image, ax: Axes | None = None) -> Axes:
     ax.set_xlabel("file bytes each layer writes")
     total = sum(step.written_bytes for step in steps)
     ax.set_title(f"Which layers ship bytes no container sees? {human_size(sum(wasted))} of {human_size(total)}")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.25), ncols=2, frameon=False)  # below: the bars keep the width
     ax.set_xlim(0, 1.25 * max((step.written_bytes for step in steps), default=0) or 1)
     return ax
 
