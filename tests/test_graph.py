@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,15 @@ def test_a_missing_blob_is_named(two_images: Path, tmp_path: Path) -> None:
 def test_a_directory_that_is_not_a_layout_is_refused_clearly(tmp_path: Path) -> None:
     with pytest.raises(ocilab.OcilabError, match="oci-layout|index.json"):
         image_graph(tmp_path)
+
+
+def test_drawn_arrow_labels_do_not_overlap_and_a_shared_blob_is_labelled_once(two_images: Path) -> None:
+    graph = image_graph(two_images)
+    ax = ocilab.plots.digest_graph(two_images)
+    figure = ax.get_figure(root=True)
+    figure.savefig(io.BytesIO(), format="png")  # type: ignore[union-attr]
+    edge_texts = {data["label"] for _, _, data in graph.edges(data=True)}
+    drawn = [text for text in ax.texts if text.get_text() in edge_texts]
+    assert sorted(text.get_text() for text in drawn) == sorted(edge_texts)  # each digest once, the shared one too
+    boxes = [text.get_window_extent() for text in drawn]
+    assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :] if a.overlaps(b)]

@@ -135,7 +135,7 @@ def digest_graph(subject: Subject, ax: Axes | None = None) -> Axes:
     networkx.draw_networkx_edge_labels(
         graph,
         position,
-        edge_labels=networkx.get_edge_attributes(graph, "label"),
+        edge_labels=_one_label_per_child(graph, position),
         ax=ax,
         font_size=7,
         font_family="monospace",
@@ -166,3 +166,16 @@ def digest_graph(subject: Subject, ax: Axes | None = None) -> Axes:
     note = f"; {shared} blob{'s' if shared != 1 else ''} shared (red border)" if shared else ""
     ax.set_title(f"Which digest names which part?\nEach arrow is labelled with the digest it points at{note}")
     return ax
+
+
+def _one_label_per_child(
+    graph: networkx.DiGraph, position: dict[str, tuple[float, float]]
+) -> dict[tuple[str, str], str]:
+    """Each edge's label, but a shared blob's arrows (which all carry its digest and meet at it) only
+    once: on the arrow from the parent nearest above it, so that the labels do not pile up."""
+    labels = {}
+    for child in graph.nodes:
+        parents = sorted(graph.predecessors(child), key=lambda parent: abs(position[parent][0] - position[child][0]))
+        if parents:
+            labels[(parents[0], child)] = graph.edges[parents[0], child]["label"]
+    return labels
