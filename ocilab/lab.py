@@ -7,6 +7,7 @@ the modules that define them; each name is the same object as in its module.
 
 from __future__ import annotations
 
+from ocilab.operations import handmade
 from ocilab.operations.artifact import attach
 from ocilab.operations.layout_gc import collect_layout
 from ocilab.operations.raw_layer import RawEntry, raw_layer_image
@@ -39,6 +40,7 @@ __all__ = [
     "config_table",
     "descriptor_table",
     "directory_tree",
+    "handmade",
     "if_engine",
     "if_runc",
     "images",
