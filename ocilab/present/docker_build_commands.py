@@ -46,10 +46,17 @@ def register(commands: Any) -> None:
 
 
 def live_log() -> Log:
-    """Each line printed as it arrives: on stdout in a notebook (the cell's output), on stderr elsewhere."""
+    """Each line printed as it arrives: on stdout in a notebook (the cell's output), on stderr elsewhere.
+
+    In a notebook the kernel sends what arrived every fraction of a second, so
+    lines that come together land in one output block, not one block per line.
+    """
 
     def write(line: str) -> None:
-        print(line, file=sys.stdout if in_kernel() else sys.stderr, flush=True)
+        if in_kernel():
+            print(line)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     return write
 

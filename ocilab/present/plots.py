@@ -233,17 +233,21 @@ def registry_storage(storage: RegistryStorage, ax: Axes | None = None) -> Axes:
     shared = [per_repository[name][1] for name in names]
     ax = _axes(ax, (8, 1.5 + 0.5 * len(names)))
     ax.barh(range(len(names)), own, color="tab:blue", label="only this repository links")
-    ax.barh(range(len(names)), shared, left=own, color="tab:orange", label="shared with others (stored once)")
+    bars = ax.barh(range(len(names)), shared, left=own, color="tab:orange", label="shared with others (stored once)")
+    # A repository's own blobs may be a few bytes beside shared megabytes: the numbers say what the bar cannot.
+    labels = [f"{human_size(mine)} own + {human_size(common)} shared" for mine, common in zip(own, shared, strict=True)]
+    ax.bar_label(bars, labels, padding=4)
+    ax.margins(x=0.45)
     ax.set_yticks(range(len(names)), [shorten(name, 40) for name in names])
     ax.invert_yaxis()
     binary_ticks(ax.xaxis)
     ax.set_xlabel("bytes of the blobs each repository links")
     totals = storage.totals()
-    ax.set_title(
-        f"How much does each repository store? {human_size(totals['bytes'])} on disk,"
+    ax.set_title(  # two lines, so that the title is never wider than the figure
+        f"How much does each repository store?\n{human_size(totals['bytes'])} on disk,"
         f" {human_size(totals['repository_bytes_sum'])} counted per repository"
     )
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncols=2)
     return ax
 
 
