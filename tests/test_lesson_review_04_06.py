@@ -12,6 +12,8 @@ import ocilab
 import ocilab.lab
 from ocilab.errors import UnsafePathError
 from ocilab.operations.runtime import RunResult, Step
+from ocilab.present.http import requests_table
+from ocilab.stores.registry.recording import Exchange
 from tests.conftest import run
 
 
@@ -87,3 +89,15 @@ def test_recompression_notes_follow_the_layers_order(tmp_path: Path) -> None:
         noted = [note.split()[1] for note in report.notes if " recompressed " in note]
         assert noted == layers
         assert report.notes[-1].startswith("manifest ")
+
+
+def test_a_referrers_tag_is_cut_like_a_digest_in_the_requests_table() -> None:
+    hex_digest = "f406589e51fe049a3f8122ebb955a1982a79edec87f663d1abdd43f450199516"
+    exchanges = [
+        Exchange("GET", f"/v2/demo/busybox/referrers/sha256:{hex_digest}", 404, 0),
+        Exchange("GET", f"/v2/demo/busybox/manifests/sha256-{hex_digest}", 200, 0),
+    ]
+    assert list(requests_table(exchanges)["path"]) == [
+        "/v2/demo/busybox/referrers/sha256:f406589e51fe…",
+        "/v2/demo/busybox/manifests/sha256-f406589e51fe…",
+    ]
