@@ -13,7 +13,7 @@ from typing import Any
 
 import ocilab
 from ocilab import Image, check
-from ocilab.operations.registry_server import RegistryServer
+from ocilab.lab import RegistryServer
 
 _RUNNING: list[RegistryServer] = []  # kept alive until the checks have run
 
@@ -28,12 +28,14 @@ def solutions(image: Image) -> list[tuple[Any, tuple[Any, ...]]]:
     hello = ocilab.Builder.from_image(f"oci:{layout}:1").add_files({"/hello.txt": b"Hello\n"})
     pushed = hello.write(f"docker://{server.host}/hello:1")
     ocilab.copy(f"docker://{server.host}/hello:1", f"{busybox}:1", quiet=True)  # the tag moves, as in the notebook
+    ocilab.copy(f"docker://{server.host}/hello:1", f"docker://{server.host}/greetings:1", quiet=True)  # exercise 2
     # 3. A second tag for the original digest: copy by digest, to a tag; the registry has every blob already.
     ocilab.copy(f"{busybox}@{image.manifest_digest}", f"{busybox}:stable", quiet=True)
     return [
         # 1. hello:1's manifest digest: Docker-Content-Digest of its tag PUT, or ocilab.open(...).manifest_digest.
         (check.manifest_digest, (str(pushed.digest), f"docker://{server.host}/hello:1")),
-        # 2. 7 blobs: busybox's 2 layers, config and manifest; hello's new layer, config and manifest.
+        # 2. Still 7 blobs after the copy to greetings: busybox's 2 layers, config and manifest; hello's new layer,
+        # config and manifest. A copy within the registry mounts; it adds links, not blobs.
         (check.registry_blobs, (7, server.data_dir)),
         (check.same_image, (f"{busybox}:stable", f"{busybox}@{image.manifest_digest}")),
     ]
