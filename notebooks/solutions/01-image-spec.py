@@ -11,41 +11,29 @@ from pathlib import Path
 from typing import Any
 
 from ocilab import Image, check
-from ocilab.operations import handmade
-from ocilab.tar.tarwriter import File
-from ocilab.model import Digest, Platform, build, mediatype
+from ocilab.lab import handmade
+from ocilab.model import Digest, mediatype
 
 
 def _image(layers: list[bytes], architecture: str, cmd: list[str] | None = None) -> tuple[Any, list[bytes]]:
     """A manifest over the layer tars ``layers`` (gzip), and the blobs it needs (layers, then the config)."""
     blobs = [handmade.compress(tar) for tar in layers]
-    diff_ids = [str(Digest.of_bytes(tar)) for tar in layers]
-    config = build.encode(
-        build.config_document(
-            architecture=architecture, os="linux", diff_ids=diff_ids, config={"Cmd": cmd} if cmd else None
-        )
-    )
+    config = handmade.config([Digest.of_bytes(tar) for tar in layers], architecture=architecture, cmd=cmd or ())
     descriptors = [handmade.descriptor_of(blob, mediatype.OCI_LAYER_GZIP) for blob in blobs]
-    manifest = build.build_manifest(handmade.descriptor_of(config, mediatype.OCI_CONFIG), descriptors)
-    return manifest, [*blobs, config]
+    return handmade.manifest(config, descriptors), [*blobs, config]
 
 
 def solutions(image: Image) -> list[tuple[Any, tuple[Any, ...]]]:
     """(check, arguments) per exercise, in the notebook's order; the images are written beside ``image``'s layout."""
     lab = Path(image.reference.removeprefix("oci:").partition(":")[0]).parent / "01-image-spec"
-    busybox = handmade.layer_tar({"/bin/busybox": File(Path("/bin/busybox").read_bytes(), mode=0o755)})
+    busybox = handmade.layer_tar({"/bin/busybox": handmade.host_file("/bin/busybox")})
     hello = handmade.layer_tar({"/hello.txt": b"Hello from an image made by hand\n"})
     amd, amd_blobs = _image([busybox, hello], "amd64", ["/bin/busybox", "cat", "/hello.txt"])
     arm, arm_blobs = _image([hello], "arm64")
     hello_image = handmade.write_image(f"oci:{lab / 'hello'}:1", amd, *amd_blobs)
-    index = build.build_index(
-        [
-            build.describe(amd, platform=Platform("linux", "amd64")),
-            build.describe(arm, platform=Platform("linux", "arm64")),
-        ]
-    )
+    index = handmade.index({"linux/amd64": amd, "linux/arm64": arm})
     handmade.write_image(f"oci:{lab / 'multi'}:1", index, *amd_blobs, *arm_blobs, amd, arm)
-    # 3. Any image of one's own that validates, e.g. busybox plus a /motd layer.
+    # 3. Any image of one's own that validates, e.g. busybox plus a /motd layer (the notebook's cells, copied).
     motd = handmade.layer_tar({"/etc/motd": b"mine\n"})
     mine, mine_blobs = _image([busybox, motd], "amd64", ["/bin/busybox", "cat", "/etc/motd"])
     mine_image = handmade.write_image(f"oci:{lab / 'mine'}:1", mine, *mine_blobs)
