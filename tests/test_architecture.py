@@ -19,6 +19,7 @@ LAYERS = {
     "workshop": 4,
     "present": 5,
     "api": 5,
+    "lab": 5,
     "cli": 5,
 }
 THIRD_PARTY_FORBIDDEN_IN_MODEL = {
@@ -96,3 +97,18 @@ def test_stores_shape_no_tables() -> None:
             roots = {imported.split(".")[0] for imported, _ in imports_of(path)}
             offenders += [f"{name} imports {root}" for root in sorted(roots & {"pandas", "matplotlib", "ipywidgets"})]
     assert offenders == []
+
+
+def test_every_top_level_name_is_exported_and_loads_lazily() -> None:
+    """``import ocilab`` loads no submodule; each name in ``__all__`` loads on first use."""
+    import subprocess
+
+    program = (
+        "import sys, ocilab\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('ocilab.'))\n"
+        "assert not loaded, loaded\n"
+        "assert sorted(ocilab.__all__) == sorted(ocilab._EXPORTS)\n"
+        "assert all(getattr(ocilab, name) is not None for name in ocilab.__all__)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
