@@ -26,7 +26,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ocilab.engines.docker_build import DockerBuild, DockerBuildError, Log, Transcript, failure_message, map_layers
+from ocilab.engines.docker_build import (
+    DockerBuild,
+    DockerBuildError,
+    Log,
+    Transcript,
+    dockerfile_path,
+    failure_message,
+    map_layers,
+)
 from ocilab.engines.docker_build import docker_build as engine_build
 from ocilab.errors import ComponentUnavailableError, InvalidInputError, OcilabError, UnsupportedError
 from ocilab.model import Reference
@@ -57,7 +65,7 @@ def buildah_build(
     ComponentUnavailableError when buildah is not installed (or Podman's API,
     which maps the layers, does not answer), DockerBuildError when a step fails.
     """
-    directory, file = _dockerfile(context, dockerfile)
+    directory, file = dockerfile_path(context, dockerfile)
     full = str(Reference.parse(tag))  # Buildah would file a short name under localhost/, Podman's API under docker.io/
     buildah = shutil.which("buildah")
     if buildah is None:
@@ -80,23 +88,13 @@ def buildah_build(
     return build
 
 
-def _dockerfile(context: str | Path, dockerfile: str | Path | None) -> tuple[Path, Path]:
-    directory = Path(context)
-    if not directory.is_dir():
-        raise InvalidInputError(f"build context {str(context)!r} is not a directory")
-    file = directory / (dockerfile if dockerfile is not None else "Dockerfile")
-    if not file.is_file():
-        raise InvalidInputError(f"no Dockerfile at {str(file)!r}: write one there or pass its path as dockerfile")
-    return directory, file
-
-
 def kit_build(context: str | Path, tag: str, *, dockerfile: str | Path | None = None) -> Builder:
     """The Dockerfile as ``ocilab.Builder`` steps (nothing written); UnsupportedError names a step it cannot take.
 
     Taken: FROM, COPY/ADD of context files (no URLs, no ``--from``), ENV, LABEL,
     CMD, ENTRYPOINT, WORKDIR, USER, EXPOSE. RUN is refused: the kit runs no commands.
     """
-    directory, file = _dockerfile(context, dockerfile)
+    directory, file = dockerfile_path(context, dockerfile)
     Reference.parse(tag)
     builder: Builder | None = None
     for number, (verb, argument) in enumerate(_instructions(file.read_text()), start=1):

@@ -178,12 +178,7 @@ def docker_build(
     step and the end of its output), ComponentUnavailableError when no engine
     answers. Failed steps' containers are removed (``forcerm``).
     """
-    directory = Path(context)
-    if not directory.is_dir():
-        raise InvalidInputError(f"build context {str(context)!r} is not a directory")
-    file = directory / (dockerfile if dockerfile is not None else "Dockerfile")
-    if not file.is_file():
-        raise InvalidInputError(f"no Dockerfile at {str(file)!r}: write one there or pass its path as dockerfile")
+    directory, file = dockerfile_path(context, dockerfile)
     Reference.parse(tag)  # a malformed tag is refused here, in ocilab's words
     try:
         client = connect_engine(choose_engine(engine))
@@ -432,3 +427,14 @@ def compare(builds: Sequence[DockerBuild]) -> pandas.DataFrame:
         rows.append(row)
     types = {f"{name}_{column}": STEP_DTYPES[column] for name in names for column in ("layer", "size", "cached")}
     return pandas.DataFrame(rows).astype({**types, "same_diff_id": "boolean"})
+
+
+def dockerfile_path(context: str | Path, dockerfile: str | Path | None) -> tuple[Path, Path]:
+    """The build context directory and its Dockerfile; InvalidInputError when either is missing."""
+    directory = Path(context)
+    if not directory.is_dir():
+        raise InvalidInputError(f"build context {str(context)!r} is not a directory")
+    file = directory / (dockerfile if dockerfile is not None else "Dockerfile")
+    if not file.is_file():
+        raise InvalidInputError(f"no Dockerfile at {str(file)!r}: write one there or pass its path as dockerfile")
+    return directory, file
