@@ -19,7 +19,7 @@ from ocilab.present.compare import compressed_sizes, config_changes, layer_match
 from ocilab.present.descriptors import descriptor_table
 from ocilab.present.dirtree import directory_tree
 from ocilab.present.disk import DiskLog, blobs
-from ocilab.present.engine import if_engine, images, prune
+from ocilab.present.engine import engine, if_engine, images, in_engine, prune
 from ocilab.present.http import requests_table
 from ocilab.present.jsonview import show_json
 from ocilab.present.lesson import noise, tar_members, upload_blobs, write_files
@@ -41,7 +41,9 @@ __all__ = [
     "descriptor_table",
     "directory_tree",
     "handmade",
+    "engine",
     "if_engine",
+    "in_engine",
     "if_runc",
     "images",
     "layer_matches",

@@ -89,7 +89,7 @@ def test_without_an_engine_a_cell_says_what_it_would_show(monkeypatch: pytest.Mo
         images("org.ocilab.test")
     shown = if_engine(ocilab.remove, "docker-daemon:ocilab-test/none:1", otherwise="It would untag the image.")
     assert isinstance(shown, NoEngine)
-    assert repr(shown) == "No Docker engine here, so nothing ran. It would untag the image."
+    assert repr(shown) == "No Docker engine here (nor Podman), so nothing ran. It would untag the image."
     assert shown.removed is shown and repr(shown.removed) == repr(shown)  # ocilab.remove(...).removed in a cell
     assert shown.steps[["step", "layer"]] is shown  # docker_build(...).steps[[...]] in a cell
     with pytest.raises(AttributeError):

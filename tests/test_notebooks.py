@@ -42,6 +42,29 @@ def test_notebook_runs_without_an_engine(notebook: Path, tmp_path: Path) -> None
     assert ok, output
 
 
+ENGINE_NOTEBOOKS = [path for path in ALL if "if_engine(" in path.read_text()]
+
+
+@pytest.mark.parametrize("notebook", ENGINE_NOTEBOOKS, ids=lambda path: path.name)
+def test_with_only_podman_the_engine_cells_run_on_podman(notebook: Path, tmp_path: Path) -> None:
+    """A learner with Podman and no Docker sees the engine cells run, not the no-engine sentence."""
+    import shutil
+
+    from tests.conftest import require
+
+    require(shutil.which("podman") is not None, "podman (Debian package podman)")
+    env = dict(os.environ, OCILAB_PROGRESS="off", DOCKER_HOST="unix:///nonexistent/docker.sock")
+    env.update(OCILAB_WORKSPACE=str(tmp_path / "ocilab-lab"))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    command = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute"]
+    subprocess.run([*command, "--output-dir", str(tmp_path), str(notebook)], env=env, check=True, capture_output=True)
+    executed = json.loads((tmp_path / notebook.name).read_text())
+    outputs = json.dumps([cell.get("outputs", []) for cell in executed["cells"]])
+    assert "No Docker engine here" not in outputs
+    assert '"output_type": "error"' not in outputs
+    assert "docker.io/" in outputs or "podman" in outputs  # Podman's own names for what it ran
+
+
 def test_two_learners_run_notebook_00_at_once(tmp_path: Path) -> None:
     """Two kernels of the same notebook, same user, same default workspace root: both pass."""
     cache = tmp_path / "cache"

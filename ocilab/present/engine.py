@@ -1,4 +1,5 @@
-"""Notebook cells that need the Docker engine, and say in one sentence what they would show without one."""
+"""Notebook cells that need a container engine (Docker, or Podman where Docker is absent), and say in one
+sentence what they would show without one."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class NoEngine:
     otherwise: str
 
     def __repr__(self) -> str:
-        return f"No Docker engine here, so nothing ran. {self.otherwise}"
+        return f"No Docker engine here (nor Podman), so nothing ran. {self.otherwise}"
 
     def __getattr__(self, name: str) -> NoEngine:
         """A public attribute of a NoEngine is the NoEngine, so ``if_engine(...).removed`` still shows the sentence."""
@@ -69,3 +70,24 @@ def prune(label: str) -> list[str]:
     """Prune the dangling images carrying ``label``: the lines ``docker image prune`` prints, total last."""
     pruned = prune_dangling(label)
     return [*pruned.lines, f"Total reclaimed space: {human_size(pruned.reclaimed)}"]
+
+
+def engine() -> str:
+    """The engine the lessons use: ``docker`` when it answers, else ``podman`` (``OCILAB_ENGINE`` overrides).
+
+    Never raises: where no engine answers it names ``docker``, so the cell that uses it goes through
+    ``if_engine`` and shows its sentence.
+    """
+    from ocilab.stores.daemon import connect_engine, engine_of
+
+    try:
+        return engine_of(connect_engine()).name
+    except ComponentUnavailableError:
+        return "docker"
+
+
+def in_engine(name: str) -> str:
+    """``name`` (``NAME:TAG``) in the engine that answers: ``docker-daemon:NAME`` or ``containers-storage:NAME``."""
+    from ocilab.stores.daemon import ENGINES
+
+    return f"{ENGINES[engine()].transport}:{name}"
