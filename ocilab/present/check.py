@@ -143,11 +143,9 @@ def layer_count(answer: Any, image: Image | str) -> Verdict:
     """Is ``answer`` the number of layers of ``image``?"""
     with _image(image) as opened:
         right = len(opened.layers)
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        raise _Wrong(f"Answer with a whole number, like 3, not {shorten(repr(answer), 40)}.")
-    if answer == right:
+    side = _off_by(answer, right)
+    if side is None:
         return Verdict(True, f"Right: {right} layers, one per build step that changed files.")
-    side = "fewer" if answer > right else "more"
     raise _Wrong(f"Not {answer}: there are {side}. Count the rows of the layers table (or len(image.layers)).")
 
 
@@ -200,11 +198,9 @@ def blob_count(answer: Any, layout: Path | str) -> Verdict:
     if not blobs.is_dir():
         raise _Wrong(f"{directory} is not an OCI image layout: it has no blobs/ directory.")
     right = sum(1 for path in blobs.rglob("*") if path.is_file())
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        raise _Wrong(f"Answer with a whole number, like 3, not {shorten(repr(answer), 40)}.")
-    if answer == right:
+    side = _off_by(answer, right)
+    if side is None:
         return Verdict(True, f"Right: {right} blob files, each stored once however many documents point at it.")
-    side = "fewer" if answer > right else "more"
     raise _Wrong(
         f"Not {answer}: there are {side}. Count each document and each layer once (a shared one is stored once),"
         f" then check with ls {blobs}/sha256."
@@ -230,16 +226,14 @@ def layout_gc_removes(answer: Any, layout: Path | str) -> Verdict:
     from ocilab.operations.layout_gc import collect_layout
 
     right = len(collect_layout(Path(layout), dry_run=True).removed)
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        raise _Wrong(f"Answer with a whole number, like 3, not {shorten(repr(answer), 40)}.")
-    if answer == right:
+    side = _off_by(answer, right)
+    if side is None:
         return Verdict(True, f"Right: {right} blobs that no tag reaches any more; the rest stay.")
     if right == 0:
         raise _Wrong(
             "The collector would remove nothing now: a tag reaches every blob left. Remove the tag first (the cell"
             " above); if you already ran the collector, compare your answer with what it removed."
         )
-    side = "fewer" if answer > right else "more"
     raise _Wrong(
         f"Not {answer}: it removes {side}. Count what only the removed tag reached: its manifest, its config,"
         " and each layer that no other tag's image lists."
@@ -252,11 +246,9 @@ def registry_blobs(answer: Any, data_dir: Path) -> Verdict:
     from ocilab.operations.registry_storage import storage_map
 
     right = len(storage_map(Path(data_dir)).blobs)
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        raise _Wrong(f"Answer with a whole number, like 3, not {shorten(repr(answer), 40)}.")
-    if answer == right:
+    side = _off_by(answer, right)
+    if side is None:
         return Verdict(True, f"Right: {right} blob files; a blob several repositories link is stored once.")
-    side = "fewer" if answer > right else "more"
     raise _Wrong(
         f"Not {answer}: there are {side}. Count every layer, config and manifest pushed, once each,"
         " however many repositories link it."
@@ -282,14 +274,12 @@ def same_image(answer: Any, reference: str) -> Verdict:
 @_check
 def wasted_bytes(answer: Any, image: Image | str) -> Verdict:
     """Is ``answer`` the number of bytes ``image``'s layers ship that a later layer hides or removes?"""
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        raise _Wrong(f"Answer with a whole number of bytes, like 1024, not {shorten(repr(answer), 40)}.")
     from ocilab.api import efficiency
 
     right = int(efficiency(image).attrs["wasted_bytes"])
-    if answer == right:
+    side = _off_by(answer, right, "a whole number of bytes, like 1024")
+    if side is None:
         return Verdict(True, f"Right: {right} bytes ship in a layer and no container sees them.")
-    side = "fewer" if answer > right else "more"
     raise _Wrong(
         f"Not {answer}: there are {side}. A file that a later layer replaces or deletes still ships,"
         " whole, in the layer that added it; ocilab.efficiency(image) lists them."
@@ -383,9 +373,7 @@ def _runtime_process(bundle: Path | str) -> dict[str, Any]:
 def process_uid(answer: Any, bundle: Path | str) -> Verdict:
     """Is ``answer`` the uid that ``bundle``'s config.json gives the container's process?"""
     right = int(_runtime_process(bundle)["user"]["uid"])
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        raise _Wrong(f"Answer with the number, like 1000, not {shorten(repr(answer), 40)}.")
-    if answer == right:
+    if _off_by(answer, right, "the number, like 1000") is None:
         return Verdict(True, f"Right: uid {right}, the number the image's /etc/passwd gives its User.")
     raise _Wrong(
         f"Not {answer}. The image names its user; config.json holds the number the image's own /etc/passwd"
@@ -450,3 +438,15 @@ def _layers(image: Image) -> dict[str, Digest]:
 def exercises(notebook: str) -> list[Callable[..., Verdict]]:
     """The checks ``notebook``'s exercises call, in order; KeyError for a notebook with none registered."""
     return [CHECKS[name] for name in EXERCISES[notebook]]
+
+
+def _off_by(answer: Any, right: int, kind: str = "a whole number, like 3") -> str | None:
+    """None when the count ``answer`` is ``right``; else which way it is off ("fewer" or "more").
+
+    An answer that is not a whole number is answered ✗ with ``kind`` as the example.
+    """
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        raise _Wrong(f"Answer with {kind}, not {shorten(repr(answer), 40)}.")
+    if answer == right:
+        return None
+    return "fewer" if answer > right else "more"
