@@ -22,14 +22,20 @@ from ocilab.tar.merge import Change, MergedFilesystem
 LayerCache = dict[Digest, list[Entry] | None]
 
 
-def layer_entries(image: Image, position: int) -> Iterator[Entry]:
-    """The entries of layer ``position``, verified (digest and diff_id) once fully consumed."""
+def layer_source(image: Image, position: int) -> tuple[str, str]:
+    """The label errors give layer ``position`` and its compression; UnsupportedError when it is not a layer."""
     layer = image.layers[position]
+    what = f"{image.reference}: layer {position} ({layer.digest})"
     compression = mt.layer_compression(layer.media_type)
     if compression is None:
-        raise UnsupportedError(f"{image.reference}: layer {position} has media type {layer.media_type!r}, not a layer")
-    what = f"{image.reference}: layer {position} ({layer.digest})"
-    return read_layer(image.open_layer(position), compression, layer.diff_id, what)
+        raise UnsupportedError(f"{what}: media type {layer.media_type!r} is not a layer")
+    return what, compression
+
+
+def layer_entries(image: Image, position: int) -> Iterator[Entry]:
+    """The entries of layer ``position``, verified (digest and diff_id) once fully consumed."""
+    what, compression = layer_source(image, position)
+    return read_layer(image.open_layer(position), compression, image.layers[position].diff_id, what)
 
 
 def merge(

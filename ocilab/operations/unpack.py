@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ocilab.errors import InvalidInputError, UnsafePathError, UnsupportedError
-from ocilab.model import mediatype as mt
+from ocilab.operations.analysis import layer_source
 from ocilab.operations.passwd import resolve_user
 from ocilab.operations.runtime_config import runtime_config
 from ocilab.stores.image import Image
@@ -102,10 +102,7 @@ def unpack(
         os.chmod(staging / "rootfs", 0o755)
         with _Rootfs(staging / "rootfs", rootless, report) as rootfs:
             for layer in image.layers:
-                what = f"{image.reference}: layer {layer.index} ({layer.digest})"
-                compression = mt.layer_compression(layer.media_type)
-                if compression is None:
-                    raise UnsupportedError(f"{what}: media type {layer.media_type!r} is not a layer")
+                what, compression = layer_source(image, layer.index)
                 members = read_members(image.open_layer(layer.index), compression, layer.diff_id, what)
                 rootfs.apply_layer(members, what)
                 report.layers += 1
